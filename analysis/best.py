@@ -1,0 +1,79 @@
+"""The best trials of an experiment, as data and as text, JSON or YAML.
+
+``scope="last"`` ranks trials by their last reported epoch (what ASHA and
+Ray's ``get_best_result`` default to); ``scope="all"`` by their best epoch.
+Each entry's ``config`` holds the trial's hyperparameters without the
+experiment-specific ``data`` block, so it can be pasted as a spec's ``fixed:``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import yaml
+
+from analysis.experiment import Experiment
+
+SCOPES = ("last", "all")
+FORMATS = ("text", "json", "yaml")
+
+
+def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = None,
+                scope: str = "last", top: int = 1) -> list[dict]:
+    metric, mode = metric or exp.metric, mode or exp.mode
+    if scope not in SCOPES:
+        raise ValueError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"--mode: expected max or min, got {mode!r}")
+    if top < 1:
+        raise ValueError(f"--top: must be at least 1, got {top}")
+    epochs = exp.epochs
+    if epochs.empty:
+        raise ValueError(f"{exp.uri}: no trial has reported a result yet")
+    if metric not in epochs.columns:
+        known = sorted(c for c in epochs.select_dtypes("number").columns if c != "trial_id")
+        raise ValueError(f"--metric: {metric!r} was not reported; known: {', '.join(known)}")
+    rows = epochs.dropna(subset=[metric]).sort_values("training_iteration")
+    rows = rows[rows[metric].map(lambda v: math.isfinite(float(v)))]
+    if scope == "last":
+        picked = rows.groupby("trial_id").tail(1)
+    else:
+        order = rows.sort_values(metric, ascending=(mode == "min"), kind="stable")
+        picked = order.groupby("trial_id").head(1)
+    picked = picked.sort_values(metric, ascending=(mode == "min"), kind="stable").head(top)
+    status = exp.trials.set_index("trial_id")["status"]
+    entries = []
+    for _, row in picked.iterrows():
+        trial_id = row["trial_id"]
+        metrics = {k: _plain(v) for k, v in row.items()
+                   if k != "trial_id" and isinstance(v, (int, float)) and not pd.isna(v)}
+        config = {k: v for k, v in exp.configs.get(trial_id, {}).items() if k != "data"}
+        entries.append({"trial_id": trial_id, "status": status.get(trial_id, "unknown"),
+                        "epoch": int(row["training_iteration"]), metric: _plain(row[metric]),
+                        "metrics": metrics, "config": config})
+    return entries
+
+
+def _plain(v):
+    """numpy scalars -> Python numbers, for JSON and YAML."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    document = {"metric": metric, "mode": mode, "scope": scope, "best": entries}
+    if fmt == "json":
+        return json.dumps(document, indent=2)
+    if fmt == "yaml":
+        return yaml.safe_dump(document, sort_keys=False)
+    table = pd.DataFrame([{"rank": i + 1, "trial": e["trial_id"], "status": e["status"], "epoch": e["epoch"],
+                           metric: e[metric], "train_time_s": e["metrics"].get("train_time_s")}
+                          for i, e in enumerate(entries)])
+    lines = [f"best {len(entries)} by {metric} ({mode}, scope {scope}):",
+             table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
+             f"configuration of {entries[0]['trial_id']} (paste under `fixed:` to train it again):",
+             yaml.safe_dump(entries[0]["config"], sort_keys=True).rstrip()]
+    return "\n".join(lines)

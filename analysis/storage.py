@@ -1,0 +1,93 @@
+"""Reading and writing experiment files by URI, local or remote.
+
+A storage location is a local path (``./results``, ``~/runs``), ``file://``,
+``s3://bucket/prefix`` or ``gs://bucket/prefix``: the same strings Ray Tune
+takes as ``storage_path``, resolved through pyarrow's filesystems as Ray does,
+so the driver, the trials and the report read the same files. An S3-compatible
+endpoint other than AWS is picked up from ``AWS_ENDPOINT_URL`` by pyarrow.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+import pyarrow.fs as pafs
+
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
+
+
+def is_remote(uri: str) -> bool:
+    return str(uri).startswith(REMOTE_SCHEMES)
+
+
+def normalize(uri: str) -> str:
+    """Remote URIs unchanged; local paths made absolute (Ray needs them so)."""
+    uri = str(uri)
+    if is_remote(uri):
+        return uri.rstrip("/")
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join(uri: str, *parts: str) -> str:
+    uri = normalize(uri)
+    if is_remote(uri):
+        return posixpath.join(uri, *parts)
+    return os.path.join(uri, *parts)
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path inside it)`` for a URI or local path."""
+    uri = normalize(uri)
+    if is_remote(uri):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def list_dir(uri: str) -> list[tuple[str, bool]]:
+    """``[(name, is_directory)]`` of the entries directly under ``uri``."""
+    fs, path = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted((info.base_name, info.type == pafs.FileType.Directory) for info in infos)
+
+
+def download_dir(uri: str, local_dir: str) -> str:
+    """Copy a remote directory to ``local_dir`` (a no-op returning ``uri`` when local)."""
+    if not is_remote(uri):
+        return normalize(uri)
+    fs, path = resolve(uri)
+    pafs.copy_files(path, local_dir, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return local_dir

@@ -1,0 +1,220 @@
+"""The sweep spec: YAML, validated on load. Unknown keys and wrong types are
+errors that name the key (``search.num_samples: ...``); every ``fixed:`` value
+and every value a ``space:`` declaration can take is checked against the
+trainable's own config model before Ray starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from analysis import storage
+from spaces import Param, SpaceError, deep_merge, get_path, parse_space, set_path
+from trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the message names the key at fault."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSpec(Strict):
+    train: float = Field(0.6, ge=0, le=1)
+    val: float = Field(0.2, ge=0, le=1)
+    test: float = Field(0.2, ge=0, le=1)
+    seed: int = 42
+    official: bool = Field(False, description="mit67: test from TestImages.txt, val carved from TrainImages.txt")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self):
+        if not self.official and abs(self.train + self.val + self.test - 1) > 1e-6:
+            raise ValueError(f"train + val + test must add up to 1, got {self.train + self.val + self.test:g}")
+        if self.train <= 0 or self.val <= 0:
+            raise ValueError("train and val fractions must be > 0")
+        return self
+
+
+class DataSpec(Strict):
+    dataset: Literal["mit67", "folder"] = "mit67"
+    root: str
+    categories: Literal["all", "seed25"] | list[str] = "all"
+    split: SplitSpec = SplitSpec()
+
+
+class SearchSpec(Strict):
+    algorithm: Literal["optuna", "random", "grid"] = "optuna"
+    sampler: Literal["tpe", "random", "cmaes", "nsga2", "qmc"] = "tpe"
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class SchedulerSpec(Strict):
+    name: Literal["asha", "none"] = "asha"
+    max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3, gt=1)
+
+
+class ResourcesSpec(Strict):
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+
+
+class FailureSpec(Strict):
+    max_failures: int = Field(2, ge=-1, description="-1: retry forever")
+
+
+class CheckpointSpec(Strict):
+    num_to_keep: int = Field(2, ge=1)
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    trainable: str = "classifier"
+    data: DataSpec
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    failure: FailureSpec = FailureSpec()
+    checkpoint: CheckpointSpec = CheckpointSpec()
+    storage: str = "./results"
+    space: dict[str, Any] = {}
+    fixed: dict[str, Any] = {}
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return parse_space(self.space)
+
+    @property
+    def experiment_uri(self) -> str:
+        return storage.join(self.storage, self.name)
+
+    def max_epochs(self) -> int:
+        """The most epochs any trial can run (``fixed`` or the searched maximum)."""
+        epochs = self.params.get("epochs")
+        if epochs is not None:
+            return int(max(epochs.args) if epochs.is_categorical else epochs.high)
+        return int(get_path(self.fixed, "epochs", config_model(self.trainable).model_fields["epochs"].default))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    """The first pydantic error as ``dotted.key: message``."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-after", "literal")))
+    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "spec"
+    messages = {"extra_forbidden": "unknown key", "missing": "required key is missing"}
+    message = messages.get(first["type"], first["msg"].removeprefix("Value error, "))
+    if first["type"] not in messages and "input" in first and not isinstance(first["input"], dict):
+        message += f" (got {first['input']!r})"
+    return f"{key}: {message}"
+
+
+def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
+    """Validate a spec mapping (plus CLI overrides such as ``search.num_samples``)."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec: the file must hold a YAML mapping")
+    raw = copy.deepcopy(raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_path(raw, key, value)
+    if raw.get("trainable", "classifier") not in TRAINABLES:
+        raise SpecError(f"trainable: unknown trainable {raw['trainable']!r}; known: {', '.join(TRAINABLES)}")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(_describe(e)) from None
+    known = METRICS[spec.trainable] + TUNE_METRICS
+    if spec.metric not in known:
+        raise SpecError(f"metric: {spec.metric!r} is not reported by {spec.trainable}; known: {', '.join(known)}")
+    _check_space(spec)
+    _check_data(spec)
+    _check_scheduler(spec)
+    return spec
+
+
+def load_spec(path: str, overrides: dict | None = None) -> SweepSpec:
+    if not os.path.isfile(path):
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse_spec(raw, overrides)
+
+
+def _check_space(spec: SweepSpec) -> None:
+    try:
+        params = spec.params
+    except SpaceError as e:
+        raise SpecError(str(e)) from None
+    model = config_model(spec.trainable)
+    try:
+        model.model_validate(spec.fixed)
+    except ValidationError as e:
+        raise SpecError(_describe(e, "fixed.")) from None
+    for key, param in params.items():
+        if get_path(spec.fixed, key) is not None:
+            raise SpecError(f"space.{key}: also set in fixed; a key is either searched or fixed")
+        if param.kind == "grid" and spec.search.algorithm == "optuna":
+            raise SpecError(f"space.{key}: grid declarations need search.algorithm grid or random")
+        if spec.search.algorithm == "grid" and not param.is_categorical:
+            raise SpecError(f"space.{key}: search.algorithm grid takes only choice or grid declarations")
+        for value in param.args[:2] if not param.is_categorical else param.args:
+            candidate = copy.deepcopy(spec.fixed)
+            set_path(candidate, key, value)
+            try:
+                model.model_validate(candidate)
+            except ValidationError as e:
+                detail = _describe(e).split(": ", 1)[-1]
+                raise SpecError(f"space.{key}: value {value!r} is not accepted: {detail}") from None
+    _check_combinations(spec, params, model)
+
+
+def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> None:
+    """Joint limits no single value shows: each backbone at the smallest image size."""
+    if "backbone" not in params or "image_size" not in params:
+        return
+    size = params["image_size"]
+    smallest = min(size.args) if size.is_categorical else size.low
+    for backbone in params["backbone"].args:
+        candidate = deep_merge(spec.fixed, {"backbone": backbone, "image_size": smallest})
+        try:
+            model.model_validate(candidate)
+        except ValidationError as e:
+            raise SpecError(f"space.image_size: {_describe(e).split(': ', 1)[-1]} "
+                            f"(space.backbone can pick {backbone})") from None
+
+
+def _check_data(spec: SweepSpec) -> None:
+    root = os.path.expanduser(spec.data.root)
+    if not os.path.isdir(root):
+        raise SpecError(f"data.root: {spec.data.root} does not exist or is not a directory")
+    spec.data.root = os.path.abspath(root)
+
+
+def _check_scheduler(spec: SweepSpec) -> None:
+    sched = spec.scheduler
+    if sched.name == "none":
+        return
+    epochs = spec.max_epochs()
+    if sched.max_t is None:
+        sched.max_t = epochs
+    if sched.grace_period > sched.max_t:
+        raise SpecError(f"scheduler.grace_period: {sched.grace_period} exceeds scheduler.max_t ({sched.max_t})")

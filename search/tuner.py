@@ -1,0 +1,153 @@
+"""Tuner assembly: spec -> ``ray.tune.Tuner`` (searcher, scheduler, resources,
+storage, failure and checkpoint policy), and the sweep's start and resume.
+
+The driver never imports TensorFlow: the trainable is resolved by name and
+imported inside each trial process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import optuna
+import yaml
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from analysis import storage
+from search.spec import SpecError, SweepSpec, parse_spec
+from spaces import Param, deep_merge, to_optuna, to_tune
+from trainables import get_trainable
+from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
+
+SPEC_FILE = "scenetune_spec.yaml"
+MANIFEST_FILE = "split.csv"
+
+SAMPLERS = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed),
+}
+
+
+class ExperimentExists(SpecError):
+    """A new sweep would overwrite an experiment of the same name."""
+
+
+@dataclass
+class Prepared:
+    """What the driver settles before any trial runs."""
+    spec: SweepSpec
+    experiment: str  # URI of the experiment directory
+    manifest_uri: str
+    classes: list[str]
+
+
+def searcher_and_space(spec: SweepSpec):
+    """``(search_alg, param_space)``: Optuna gets the declared distributions and
+    Tune the constants; random and grid hand Tune the domains themselves."""
+    params = list(spec.params.values())
+    if spec.search.algorithm == "optuna":
+        sampler = SAMPLERS[spec.search.sampler](spec.search.seed)
+        searcher = OptunaSearch(space=to_optuna(params), metric=spec.metric, mode=spec.mode, sampler=sampler) \
+            if params else None
+        return searcher, {}
+    if spec.search.algorithm == "grid":
+        params = [Param(p.key, "grid", p.args) for p in params]
+    return BasicVariantGenerator(random_state=spec.search.seed), to_tune(params)
+
+
+def scheduler(spec: SweepSpec):
+    s = spec.scheduler
+    if s.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders (``classifier_1a2b3c4d``): Ray's default packs the
+    whole config into the name, including the data block."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def trainable(spec: SweepSpec):
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return tune.with_resources(get_trainable(spec.trainable), resources)
+
+
+def prepare(spec: SweepSpec) -> Prepared:
+    """Refuse an existing name, compute the split once, and write the manifest
+    and the resolved spec into the experiment directory."""
+    experiment = spec.experiment_uri
+    if storage.exists(experiment):
+        raise ExperimentExists(f"name: experiment {spec.name!r} already exists at {experiment}; "
+                               "pass --resume to continue it, or choose another name")
+    data = spec.data
+    split = SplitSpec(**data.split.model_dump())
+    manifest = build_manifest(data.root, data.dataset, data.categories, split)
+    manifest_uri = storage.join(experiment, MANIFEST_FILE)
+    storage.write_text(manifest_uri, manifest_to_csv(manifest))
+    storage.write_text(storage.join(experiment, SPEC_FILE), spec.to_yaml())
+    classes = sorted(manifest["label"].unique())
+    return Prepared(spec, experiment, manifest_uri, classes)
+
+
+def build_tuner(prepared: Prepared) -> tune.Tuner:
+    spec = prepared.spec
+    search_alg, space = searcher_and_space(spec)
+    data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
+    param_space = deep_merge(deep_merge(spec.fixed, space), data)
+    tune_config = tune.TuneConfig(
+        metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler(spec),
+        num_samples=spec.search.num_samples, max_concurrent_trials=spec.search.max_concurrent,
+        reuse_actors=False)  # TensorFlow holds GPU memory for a process's life
+    run_config = tune.RunConfig(
+        name=spec.name, storage_path=storage.normalize(spec.storage),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
+        failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        verbose=1)
+    return tune.Tuner(trainable(spec), param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+    experiment = spec.experiment_uri
+    if not tune.Tuner.can_restore(experiment):
+        what = "holds no Ray Tune state" if storage.exists(experiment) else "does not exist"
+        raise SpecError(f"--resume: experiment {spec.name!r} at {experiment} {what}")
+    # Errored trials already spent their retries (FailureConfig): they stay errored.
+    return tune.Tuner.restore(experiment, trainable=trainable(spec), resume_unfinished=True,
+                              resume_errored=False)
+
+
+def connect(address: str | None) -> None:
+    """Join a running cluster (``auto``, ``ray://...``) or start an embedded Ray."""
+    if ray.is_initialized():
+        return
+    if address is None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # local workers inherit it
+    ray.init(address=address, include_dashboard=False if address is None else None,
+             configure_logging=True, logging_level="WARNING")
+
+
+def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> str:
+    """Run (or resume) the sweep to the end; returns the experiment's URI."""
+    if resume:
+        stored = storage.join(spec.experiment_uri, SPEC_FILE)
+        if storage.exists(stored):  # the experiment's own settings win over the file's
+            spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
+        connect(address)
+        tuner = restore_tuner(spec)
+    else:
+        prepared = prepare(spec)
+        connect(address)
+        tuner = build_tuner(prepared)
+    tuner.fit()
+    return spec.experiment_uri

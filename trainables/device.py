@@ -1,0 +1,71 @@
+"""Per-trial TensorFlow set-up: threads, seeds, GPU memory and precision.
+
+Trials that share a GPU (fractional ``resources.gpu``) must not starve each
+other: TensorFlow would otherwise grab the whole card. A trial with a whole
+GPU (or more) grows its memory on demand; a trial with a fraction ``f`` gets a
+logical device capped at ``f`` of the card's memory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+PRECISION_POLICIES = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def memory_limit_mb(gpu_fraction: float, total_mb: int, headroom_mb: int = 256) -> int | None:
+    """The memory cap for a trial holding ``gpu_fraction`` of a card, or None
+    (grow on demand) for a whole card. Leaves the CUDA context some headroom."""
+    if gpu_fraction <= 0 or gpu_fraction >= 1:
+        return None
+    return max(int(total_mb * gpu_fraction) - headroom_mb, 256)
+
+
+def gpu_total_mb() -> list[int]:
+    """Total memory of each visible GPU, from nvidia-smi (empty without one)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    totals = [int(float(v)) for v in out.split()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+        totals = [totals[i] for i in ids if i < len(totals)]
+    return totals
+
+
+def trial_resources(context) -> tuple[float, float]:
+    """(CPUs, GPUs) this trial was given by Ray Tune; (0, 0) outside Tune."""
+    try:
+        bundle = context.get_trial_resources().required_resources
+    except Exception:  # outside a Tune trial
+        return 0.0, 0.0
+    return float(bundle.get("CPU", 0)), float(bundle.get("GPU", 0))
+
+
+def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict:
+    """Apply the trial's device settings; returns what was applied."""
+    import keras
+    import tensorflow as tf
+
+    cpus, gpus = trial_resources(context) if context is not None else (0.0, 0.0)
+    applied = {"cpus": cpus, "gpus": gpus}
+    if cpus >= 1:
+        tf.config.threading.set_intra_op_parallelism_threads(int(cpus))
+        tf.config.threading.set_inter_op_parallelism_threads(max(int(cpus), 2))
+    devices = tf.config.list_physical_devices("GPU")
+    totals = gpu_total_mb() if devices else []
+    for i, gpu in enumerate(devices):
+        limit = memory_limit_mb(gpus, totals[i]) if i < len(totals) else None
+        if limit is None:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        else:
+            tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
+        applied.setdefault("gpu_memory_limit_mb", []).append(limit)
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
+    applied["precision"] = PRECISION_POLICIES[mixed_precision]
+    return applied

@@ -1,0 +1,50 @@
+"""The classifier: backbone (from the registry) + the report's head.
+
+``inputs (0-255) -> Rescaling -> backbone (BatchNorm in inference mode) ->
+global pooling -> dropout -> dense(units, activation) -> softmax``.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from trainables.backbones import build_backbone, get_backbone
+from trainables.config import ClassifierConfig
+
+
+def set_trainable_layers(backbone: keras.Model, k: int) -> None:
+    """Unfreeze exactly the last ``k`` layers of ``backbone``; freeze the rest."""
+    backbone.trainable = k > 0
+    if k <= 0:
+        return
+    cut = max(len(backbone.layers) - k, 0)
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= cut
+
+
+def build_classifier(cfg: ClassifierConfig, num_classes: int) -> keras.Model:
+    spec = get_backbone(cfg.backbone)
+    base = build_backbone(cfg.backbone, cfg.image_size, cfg.effective_weights, cfg.cnn_blocks, cfg.cnn_filters)
+    if spec.pretrained:
+        set_trainable_layers(base, cfg.trainable_layers)
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(inputs)
+    # training=False keeps BatchNorm on its moving statistics even for the
+    # unfrozen layers: fine-tuning on a small dataset must not wreck them.
+    x = base(x, training=False)
+    pool = keras.layers.GlobalAveragePooling2D if cfg.pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    x = pool(name=f"{cfg.pooling}_pool")(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    if cfg.dense_units:
+        x = keras.layers.Dense(cfg.dense_units, activation=cfg.dense_activation, name="hidden")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="scene", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name=f"scenetune_{cfg.backbone}")
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The backbone sub-model inside a classifier built here."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
