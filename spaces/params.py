@@ -141,6 +141,7 @@ def _parse_one(key: str, decl: Any) -> Param:
         low, high = args[0], args[1]
     else:
         args = tuple(float(v) for v in args)
+        low, high = args[0], args[1]
     if low > high:
         raise SpaceError(key, f"low ({low}) > high ({high})")
     if kind == "loguniform" and low <= 0:

@@ -29,9 +29,10 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int) -> keras.Model:
         set_trainable_layers(base, cfg.trainable_layers)
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(inputs)
-    # training=False keeps BatchNorm on its moving statistics even for the
-    # unfrozen layers: fine-tuning on a small dataset must not wreck them.
-    x = base(x, training=False)
+    # Fine-tuning pretrained weights: training=False keeps BatchNorm on its
+    # moving statistics even in unfrozen layers, which a small dataset would
+    # wreck. A backbone trained from scratch needs BatchNorm to learn them.
+    x = base(x, training=False) if cfg.effective_weights != "none" else base(x)
     pool = keras.layers.GlobalAveragePooling2D if cfg.pooling == "avg" else keras.layers.GlobalMaxPooling2D
     x = pool(name=f"{cfg.pooling}_pool")(x)
     if cfg.dropout:

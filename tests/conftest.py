@@ -1,0 +1,76 @@
+"""Shared fixtures: one embedded Ray for the whole session (starting Ray
+costs seconds), small synthetic datasets, and spec files written on demand."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """3 classes x 16 tiny synthetic scenes in the mit67 layout."""
+    from trainables.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic(str(root), classes=3, per_class=16, size=40, seed=0)
+    return str(root)
+
+
+BASE_SPEC = {
+    "name": "t",
+    "trainable": "classifier",
+    "data": {"dataset": "mit67", "root": None, "split": {"train": 0.5, "val": 0.25, "test": 0.25, "seed": 1}},
+    "metric": "val_accuracy",
+    "mode": "max",
+    "search": {"algorithm": "optuna", "num_samples": 1, "max_concurrent": 2, "seed": 0},
+    "scheduler": {"name": "none"},
+    "resources": {"cpu": 1},
+    "failure": {"max_failures": 0},
+    "checkpoint": {"num_to_keep": 1},
+    "space": {},
+    "fixed": {"backbone": "basic_cnn", "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8,
+              "dense_units": 16, "cnn_blocks": 2, "cnn_filters": 8},
+}
+
+
+def deep_update(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_spec(tmp_path, synth_root):
+    """``make_spec(**changes) -> path`` of a spec YAML: BASE_SPEC on the
+    synthetic data, stored under this test's tmp_path, with ``changes``
+    merged in (a value of None removes the key)."""
+    def make(changes: dict | None = None, filename: str = "spec.yaml") -> str:
+        spec = deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp_path / "results")})
+        spec = deep_update(spec, changes or {})
+        path = tmp_path / filename
+        path.write_text(yaml.safe_dump(spec))
+        return str(path)
+    return make

@@ -1,0 +1,55 @@
+"""The backbone registry and the classifier builder, for every registered backbone."""
+
+import keras
+import pytest
+
+from trainables.backbones import BACKBONES, get_backbone
+from trainables.config import ClassifierConfig
+from trainables.models import backbone_of, build_classifier
+
+PRETRAINED = [name for name, b in BACKBONES.items() if b.pretrained]
+
+
+def small_config(name, **kw):
+    size = max(BACKBONES[name].min_size, 32)
+    return ClassifierConfig(**{"backbone": name, "weights": "none", "image_size": size, "dense_units": 8, **kw})
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_builds_and_predicts_a_distribution(name):
+    model = build_classifier(small_config(name, trainable_layers=3), num_classes=4)
+    size = model.input_shape[1]
+    probs = model.predict(keras.ops.ones((2, size, size, 3)) * 128, verbose=0)
+    assert probs.shape == (2, 4)
+    assert abs(float(probs.sum(axis=1).mean()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50_v2"])
+@pytest.mark.parametrize("k", [0, 1, 8])
+def test_trainable_layers_unfreezes_exactly_the_last_k(name, k):
+    model = build_classifier(small_config(name, trainable_layers=k), num_classes=3)
+    layers = backbone_of(model).layers
+    flags = [layer.trainable for layer in layers]
+    assert flags == [False] * (len(layers) - k) + [True] * k
+    expected = sum(w.numpy().size for layer in layers[len(layers) - k:] for w in layer.trainable_weights) if k else 0
+    head = sum(w.numpy().size for layer in model.layers[3:] for w in layer.trainable_weights)
+    assert sum(w.numpy().size for w in model.trainable_weights) == expected + head
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg99'; known: basic_cnn, mobilenet_v2"):
+        get_backbone("vgg99")
+
+
+def test_image_size_below_the_backbone_minimum_is_refused():
+    with pytest.raises(ValueError, match="below inception_resnet_v2's minimum of 75"):
+        ClassifierConfig(backbone="inception_resnet_v2", image_size=50)
+
+
+def test_weights_file_is_loaded(tmp_path):
+    first = build_classifier(small_config("mobilenet_v2"), 3)
+    path = str(tmp_path / "backbone.weights.h5")
+    backbone_of(first).save_weights(path)
+    second = build_classifier(small_config("mobilenet_v2", weights=path), 3)
+    for a, b in zip(backbone_of(first).weights, backbone_of(second).weights):
+        assert (a.numpy() == b.numpy()).all()
