@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis import storage
-from spaces import Param, SpaceError, deep_merge, get_path, parse_space, set_path
+from spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
 from trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
 
 
@@ -55,6 +55,8 @@ class SearchSpec(Strict):
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     seed: int = 0
+    points: list[dict[str, Any]] = Field(
+        [], description="configurations tried first (keys declared in space; the rest sampled)")
 
 
 class SchedulerSpec(Strict):
@@ -185,6 +187,23 @@ def _check_space(spec: SweepSpec) -> None:
                 detail = _describe(e).split(": ", 1)[-1]
                 raise SpecError(f"space.{key}: value {value!r} is not accepted: {detail}") from None
     _check_combinations(spec, params, model)
+    _check_points(spec, params, model)
+
+
+def _check_points(spec: SweepSpec, params: dict[str, Param], model) -> None:
+    for i, point in enumerate(spec.search.points):
+        candidate = copy.deepcopy(spec.fixed)
+        for key, value in flatten(point).items():
+            where = f"search.points[{i}].{key}"
+            if key not in params:
+                raise SpecError(f"{where}: not declared in space (points may only pick searched values)")
+            if not params[key].contains(value):
+                raise SpecError(f"{where}: {value!r} is outside space.{key} {params[key].to_dict()}")
+            set_path(candidate, key, value)
+        try:
+            model.model_validate(candidate)
+        except ValidationError as e:
+            raise SpecError(f"search.points[{i}]: {_describe(e)}") from None
 
 
 def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> None:

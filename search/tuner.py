@@ -20,7 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
 from search.spec import SpecError, SweepSpec, parse_spec
-from spaces import Param, deep_merge, to_optuna, to_tune
+from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
 from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
 
@@ -53,14 +53,17 @@ def searcher_and_space(spec: SweepSpec):
     """``(search_alg, param_space)``: Optuna gets the declared distributions and
     Tune the constants; random and grid hand Tune the domains themselves."""
     params = list(spec.params.values())
-    if spec.search.algorithm == "optuna":
+    points = spec.search.points
+    if spec.search.algorithm == "optuna" and params:
         sampler = SAMPLERS[spec.search.sampler](spec.search.seed)
-        searcher = OptunaSearch(space=to_optuna(params), metric=spec.metric, mode=spec.mode, sampler=sampler) \
-            if params else None
+        searcher = OptunaSearch(space=to_optuna(params), metric=spec.metric, mode=spec.mode, sampler=sampler,
+                                points_to_evaluate=[flatten(unflatten(flatten(p)), sep="/") for p in points] or None)
         return searcher, {}
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]
-    return BasicVariantGenerator(random_state=spec.search.seed), to_tune(params)
+    generator = BasicVariantGenerator(random_state=spec.search.seed,
+                                      points_to_evaluate=[unflatten(flatten(p)) for p in points] or None)
+    return generator, to_tune(params)
 
 
 def scheduler(spec: SweepSpec):

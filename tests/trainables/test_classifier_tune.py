@@ -1,0 +1,74 @@
+"""The classifier trainable under Ray Tune: every registered backbone reports
+the contract's metrics each epoch, and a retried trial resumes."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from analysis import load_experiment
+from search.spec import load_spec
+from search.tuner import run_sweep
+from trainables import METRICS
+from trainables.backbones import BACKBONES
+
+pytestmark = pytest.mark.slow
+
+
+def read_results(trial_dir):
+    with open(os.path.join(trial_dir, "result.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_two_epochs_report_every_contract_metric(ray_local, make_spec, backbone):
+    size = max(BACKBONES[backbone].min_size, 32)
+    spec = load_spec(make_spec({"name": f"bb-{backbone}",
+                                "fixed": {"backbone": backbone, "image_size": size, "trainable_layers": 4}}))
+    exp = load_experiment(run_sweep(spec))
+    (trial,) = exp.trials.itertuples()
+    assert trial.status == "completed"
+    rows = read_results(os.path.join(exp.uri, trial.trial_dir))
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    for row in rows:
+        for metric in METRICS["classifier"]:
+            assert isinstance(row[metric], (int, float)), metric
+        assert 0 <= row["val_accuracy"] <= 1 and row["val_loss"] > 0
+        assert row["epoch_time_s"] > 0 and row["images_per_s"] > 0
+    assert rows[1]["train_time_s"] == pytest.approx(rows[0]["train_time_s"] + rows[1]["epoch_time_s"])
+    predictions = pd.read_csv(os.path.join(exp.uri, trial.trial_dir, "val_predictions.csv"))
+    classes = spec_classes(exp)
+    assert list(predictions.columns) == ["path", "true", "predicted"] + [f"prob_{c}" for c in classes]
+    manifest = pd.read_csv(os.path.join(exp.uri, "split.csv"))
+    assert sorted(predictions["path"]) == sorted(manifest.loc[manifest["split"] == "val", "path"])
+    assert (predictions[[f"prob_{c}" for c in classes]].sum(axis=1) - 1).abs().max() < 1e-3
+
+
+def spec_classes(exp):
+    return next(iter(exp.configs.values()))["data"]["classes"]
+
+
+def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec):
+    spec = load_spec(make_spec({"name": "retry", "failure": {"max_failures": 1},
+                                "fixed": {"epochs": 3, "debug_fault": {"epoch": 1, "mode": "once"}}}))
+    exp = load_experiment(run_sweep(spec))
+    (trial,) = exp.trials.itertuples()
+    assert trial.failures == 1, "the injected fault must have failed the first attempt"
+    assert trial.status == "completed"
+    rows = read_results(os.path.join(exp.uri, trial.trial_dir))
+    assert [r["epoch"] for r in rows] == [1, 2, 3], "epochs continue after the retry, not from 1"
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3]
+    assert rows[1]["iterations_since_restore"] == 1, "epoch 2 ran in the retried process"
+    assert rows[2]["train_time_s"] > rows[0]["train_time_s"]
+
+
+def test_a_trial_that_always_fails_is_errored_after_its_retries(ray_local, make_spec):
+    spec = load_spec(make_spec({"name": "always", "failure": {"max_failures": 1},
+                                "fixed": {"debug_fault": {"epoch": 2, "mode": "always"}}}))
+    exp = load_experiment(run_sweep(spec))
+    (trial,) = exp.trials.itertuples()
+    assert trial.status == "errored"
+    assert trial.failures == 2  # the first attempt and its one retry
+    assert "debug_fault: failing at epoch 2" in trial.error
