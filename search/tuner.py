@@ -136,7 +136,9 @@ def connect(address: str | None) -> None:
         return
     if address is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # local workers inherit it
-    ray.init(address=address, include_dashboard=False if address is None else None,
+    # "local" starts a fresh embedded Ray even when a `ray start` cluster runs
+    # on this machine (ray.init() with no address would join that one).
+    ray.init(address=address or "local", include_dashboard=False if address is None else None,
              configure_logging=True, logging_level="WARNING")
 
 
