@@ -34,8 +34,10 @@ def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """One file -> ``(image_size, image_size, 3)`` float32 in [0, 255], by
     the same decode as the cache (JPEGs at least twice the target size are
     decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling)."""
-    image = tf.numpy_function(lambda p: load_resized(p.decode("utf-8"), image_size), [path], tf.uint8,
-                              stateful=False)
+    def decode(p):  # bytes in tf.data; a 0-d object array when called eagerly
+        return load_resized((p.item() if isinstance(p, np.ndarray) else p).decode("utf-8"), image_size)
+
+    image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
     return tf.cast(tf.ensure_shape(image, (image_size, image_size, 3)), tf.float32)
 
 
