@@ -76,6 +76,8 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
         notes.append(NOTE_SIXTEEN_BIT)
         gray = np.clip(values / 257.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(gray[..., None], 3, axis=-1), "RGB")
+    if mode == "RGB":
+        return image
     if mode == "F":
         values = np.asarray(image, dtype=np.float32)
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
@@ -102,6 +104,12 @@ def load_rgb(path: str, min_side: int | None = None) -> tuple[np.ndarray, ImageI
     smaller than this on its shorter side (JPEG DCT scaling); None decodes at
     full size. Raises :class:`UndecodableImage` with the reason.
     """
+    image, info = decode_image(path, min_side)
+    return np.asarray(image), info
+
+
+def decode_image(path: str, min_side: int | None = None) -> tuple[Image.Image, ImageInfo]:
+    """:func:`load_rgb`, as an RGB PIL image (no copy into an array)."""
     try:
         size = os.path.getsize(path)
     except OSError as e:
@@ -113,7 +121,9 @@ def load_rgb(path: str, min_side: int | None = None) -> tuple[np.ndarray, ImageI
             # Large photos warn (DecompressionBombWarning); DCT scaling keeps
             # them cheap. Beyond twice the limit PIL raises, reported below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            image = opened = Image.open(path)
+            rgb = None
+            try:
                 info = ImageInfo(image.format or "unknown", image.width, image.height, image.mode)
                 if image.format in ("JPEG", "MPO") and min_side:
                     short = min(image.width, image.height)
@@ -125,7 +135,10 @@ def load_rgb(path: str, min_side: int | None = None) -> tuple[np.ndarray, ImageI
                     info.notes.append(NOTE_EXIF)
                     image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image, info.notes)
-                return np.asarray(rgb), info
+                return rgb, info
+            finally:
+                if rgb is not opened:  # a plain RGB file comes back as the opened image: keep it
+                    opened.close()
     except UnidentifiedImageError:
         raise UndecodableImage(_describe_non_image(path)) from None
     except Image.DecompressionBombError as e:
@@ -148,17 +161,17 @@ def _kind(path: str) -> str:
     return "image"
 
 
-def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """``[h, w, 3]`` uint8 -> ``[size, size, 3]`` uint8: antialiased bilinear,
-    stretched to a square (as Keras' ``target_size`` does)."""
-    if pixels.shape[:2] == (size, size):
-        return pixels
-    # reducing_gap=1: a box reduction by the integer part first, then bilinear
-    # on the rest; same look, about 30% faster on 2x reductions.
-    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR, reducing_gap=1.0))
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """RGB image -> ``[size, size, 3]`` uint8: antialiased bilinear, stretched
+    to a square (as Keras' ``target_size`` does)."""
+    if image.size != (size, size):
+        # reducing_gap=1: a box reduction by the integer part first, then
+        # bilinear on the rest; same look, about 30% faster on 2x reductions.
+        image = image.resize((size, size), Image.BILINEAR, reducing_gap=1.0)
+    return np.asarray(image)
 
 
 def load_resized(path: str, size: int) -> np.ndarray:
     """``path`` -> ``[size, size, 3]`` uint8 RGB: the cache's and the pipeline's decode."""
-    pixels, _ = load_rgb(path, min_side=size)
-    return resize_square(pixels, size)
+    image, _ = decode_image(path, min_side=size)
+    return resize_square(image, size)
