@@ -39,23 +39,17 @@ def cmd_sweep(args) -> int:
     exp = load_experiment(uri)
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {uri}")
-    print(data_check_line(uri))
+    print(data_check_line(exp.data_check))
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not exp.epochs.empty:
         print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last"))
     return 0
 
 
-def data_check_line(uri: str) -> str:
-    """What the data check left out of this experiment, in one line."""
-    import json
-
-    from analysis import storage
-
-    path = storage.join(uri, "data_check.json")
-    if not storage.exists(path):
+def data_check_line(check: dict) -> str:
+    """What the data check left out of an experiment, in one line."""
+    if not check:
         return "data check: none recorded"
-    check = json.loads(storage.read_text(path))
     bad = check["bad"]
     named = ", ".join(e["path"] for e in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     return (f"data check: {check['images']} images, {len(bad)} bad left out"

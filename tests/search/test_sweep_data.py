@@ -43,6 +43,7 @@ def test_a_sweep_over_bad_files_finishes_and_lists_each_one(ray_local, make_spec
     exp = load_experiment(uri)
     assert list(exp.trials["status"]) == ["completed"]
     check = json.load(open(os.path.join(uri, "data_check.json")))
+    assert exp.data_check == check
     bad = {os.path.basename(e["path"]): e["reason"] for e in check["bad"]}
     assert set(bad) == {f"odd_{n}" for n in BAD_KINDS}
     assert check["usable"] == 52 and len(check["converted"]) == len(CONVERTED_KINDS)
