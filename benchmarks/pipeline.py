@@ -82,37 +82,48 @@ def warm_up(model, example, batch: int) -> None:
     model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch), verbose=0)
 
 
-def fit_rates(data, n: int, epochs: int, classes: int, image_size: int, example, before_first=None) -> list[float]:
-    """images/s of each epoch of ``model.fit``; ``before_first()`` returns
-    ``(data, seconds)``: seconds (a cache build) that count in epoch 1's time.
-    ``example``: a batch (x, y) of the types the data yields, to trace the
-    train step with beforehand."""
+def now() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def rate(n: int, started: tuple[float, float], extra=(0.0, 0.0)) -> tuple[float, float]:
+    """(images/s, CPU ms per image) since ``started``, plus ``extra`` (wall, cpu) seconds."""
+    wall, cpu = (b - a + e for a, b, e in zip(started, now(), extra))
+    return n / wall, 1000 * cpu / n
+
+
+def fit_rates(data, n: int, epochs: int, classes: int, image_size: int, example, before_first=None) -> list:
+    """(images/s, CPU ms/image) of each epoch of ``model.fit``. CPU time counts
+    every thread of this process: unlike images/s it hardly moves when other
+    jobs load the machine. ``before_first()`` returns ``(data, (wall, cpu))``:
+    seconds (a cache build) that count in epoch 1. ``example``: a batch (x, y)
+    of the types the data yields, to trace the train step with beforehand."""
     import keras
 
-    times = []
+    rates = []
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
+            self.started = now()
 
         def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
+            rates.append(rate(n, self.started, extra if epoch == 0 else (0.0, 0.0)))
 
     model = minimal_model(image_size, classes)
     warm_up(model, example, 32)
-    extra = 0.0
+    extra = (0.0, 0.0)
     if before_first is not None:
         data, extra = before_first()
     model.fit(data, epochs=epochs, verbose=0, callbacks=[Clock()])
-    times[0] += extra
-    return [n / t for t in times]
+    return rates
 
 
-def count_rate(dataset, n: int) -> float:
-    started = time.perf_counter()
+def count_rate(dataset, n: int) -> tuple[float, float]:
+    started = now()
     for _ in dataset:
         pass
-    return n / (time.perf_counter() - started)
+    return rate(n, started)
 
 
 # ---- memory: two concurrent trials on one cache vs two private copies ----
@@ -237,10 +248,10 @@ def main(argv=None) -> int:
 
         def build():
             nonlocal cache
-            started = time.perf_counter()
+            started = now()
             cache = open_cache(paths, size, cache_dir, workers=max(2, cores))
-            seconds = time.perf_counter() - started
-            return cached_dataset(cache, paths, labels, batch, augment, shuffle=True, seed=0), seconds
+            spent = tuple(b - a for a, b in zip(started, now()))
+            return cached_dataset(cache, paths, labels, batch, augment, shuffle=True, seed=0), spent
 
         if "c" not in skip:
             rows.append(("(c) scenetune: cache + OpenCV warp on CPU", fit_rates(None, n, epochs, k, size, uint8_example, build),
@@ -259,13 +270,13 @@ def main(argv=None) -> int:
             lambda p: tf.image.resize(tf.io.decode_jpeg(tf.io.read_file(p), channels=3), (size, size), antialias=True),
             num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
         stages = [("decode+resize: TensorFlow decode_jpeg (tf.data, AUTOTUNE)", count_rate(ds, n), "full decode")]
-        started = time.perf_counter()
+        started = now()
         open_cache(paths, size, tempfile.mkdtemp(prefix="cache-", dir=args.workdir), workers=max(2, cores))
-        stages.append(("decode+resize: scenetune cache build (PIL, DCT scaling)", n / (time.perf_counter() - started),
+        stages.append(("decode+resize: scenetune cache build (PIL, DCT scaling)", rate(n, started),
                        f"{max(2, cores)} threads, EXIF/CMYK-correct"))
-        started = time.perf_counter()
+        started = now()
         check_dataset(root, "mit67")
-        stages.append(("scenetune data check (decode at 1/8 scale)", n / (time.perf_counter() - started),
+        stages.append(("scenetune data check (decode at 1/8 scale)", rate(n, started),
                        "once per sweep, in the driver"))
         warm = cached_dataset(cache, paths, labels, batch)
         stages.append(("augment only: TensorFlow ImageProjectiveTransformV3",
@@ -290,21 +301,24 @@ def main(argv=None) -> int:
 
 
 def print_table(rows, stages, memory, n, size, epochs, cores, cache_bytes) -> None:
-    base = next((rates for label, rates, _ in rows if label.startswith("(a)")), None)
-    header = f"{'pipeline (model.fit, images/s)':<54}" + "".join(f"{f'epoch {e + 1}':>10}" for e in range(epochs))
+    base = next(([r for r, _ in rates] for label, rates, _ in rows if label.startswith("(a)")), None)
+    header = f"{'pipeline (model.fit)':<54}" + "".join(f"{f'img/s e{e + 1}':>11}" for e in range(epochs))
     if base:
         header += "".join(f"{f'x(a) e{e + 1}':>9}" for e in range(epochs))
-    print(f"\n{n} JPEGs ~450 px -> {size} px, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end")
+    header += "".join(f"{f'cpu ms e{e + 1}':>11}" for e in range(epochs))
+    print(f"\n{n} JPEGs ~450 px -> {size} px, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end"
+          " (cpu ms: CPU time per image, all threads)")
     print(header + "  note")
     print("-" * len(header))
     for label, rates, note in rows:
-        line = f"{label:<54}" + "".join(f"{r:>10.0f}" for r in rates)
+        line = f"{label:<54}" + "".join(f"{r:>11.0f}" for r, _ in rates)
         if base:
-            line += "".join(f"{r / b:>8.1f}x" for r, b in zip(rates, base))
+            line += "".join(f"{r / b:>8.1f}x" for (r, _), b in zip(rates, base))
+        line += "".join(f"{c:>11.2f}" for _, c in rates)
         print(f"{line}  {note}")
-    print(f"\n{'stage alone (no model)':<54}{'images/s':>10}")
-    for label, rate, note in stages:
-        print(f"{label:<54}{rate:>10.0f}  {note}")
+    print(f"\n{'stage alone (no model)':<54}{'img/s':>11}{'cpu ms':>11}")
+    for label, (r, c), note in stages:
+        print(f"{label:<54}{r:>11.0f}{c:>11.2f}  {note}")
     if memory:
         print(f"\nmemory of two concurrent trials that read all {n} cached images "
               f"({cache_bytes / 2**20:.0f} MiB of pixels), MiB per process:")
@@ -317,7 +331,7 @@ def print_table(rows, stages, memory, n, size, epochs, cores, cache_bytes) -> No
             total = sum(m["pss"] for m in memory[mode])
             print(f"{f'{label}: total PSS (what the node pays)':<44}{total:>16.0f}")
     if base:
-        rates = {label[:3]: r for label, r, _ in rows}
+        rates = {label[:3]: [r for r, _ in rs] for label, rs, _ in rows}
         goals = [("(c) epoch 1 (cold) >= 4x (a)", rates.get("(c)", [0])[0] / base[0], 4)]
         if epochs > 1:
             goals.append(("(c) epoch 2 (warm) >= 10x (a)", rates.get("(c)", [0, 0])[1] / base[1], 10))
