@@ -28,6 +28,7 @@ from analysis import storage
 
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
+DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (trainables.datacheck)
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name")
 TUNE_STATUS = {"TERMINATED": "completed", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
@@ -46,6 +47,7 @@ class Experiment:
     configs: dict[str, dict]
     spec: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    data_check: dict = field(default_factory=dict)  # bad/converted/skipped files; {} when none recorded
 
     @property
     def metric(self) -> str:
@@ -170,6 +172,9 @@ def load_experiment(uri: str) -> Experiment:
     trials = pd.DataFrame(trial_rows)
     epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame()
     experiment = Experiment(uri, trials, epochs, configs, spec or {}, notes)
+    check_uri = storage.join(uri, DATA_CHECK_FILE)
+    if storage.exists(check_uri):
+        experiment.data_check = json.loads(storage.read_text(check_uri))
     _add_metric_summaries(experiment)
     for note in notes:
         warnings.warn(note, stacklevel=2)
