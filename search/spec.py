@@ -252,6 +252,19 @@ def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> Non
                             f"(space.backbone can pick {backbone})") from None
 
 
+def _resize_at_rungs(spec: SweepSpec) -> None:
+    """Progressive resizing grows the image at ASHA's rungs: a trial that ASHA
+    lets past rung k (epoch grace * factor**k) trains its next phase larger."""
+    sizes = spec.fixed.get("progressive_resize")
+    if not sizes or spec.fixed.get("resize_epochs") is not None:
+        return
+    sched = spec.scheduler
+    if sched.name != "asha":
+        raise SpecError("fixed.progressive_resize: without ASHA, set fixed.resize_epochs (the epoch each size starts)")
+    starts = [0] + [int(sched.grace_period * sched.reduction_factor ** k) for k in range(len(sizes) - 1)]
+    spec.fixed["resize_epochs"] = starts
+
+
 def _check_data(spec: SweepSpec) -> None:
     root = os.path.expanduser(spec.data.root)
     if not os.path.isdir(root):
@@ -261,6 +274,7 @@ def _check_data(spec: SweepSpec) -> None:
 
 def _check_scheduler(spec: SweepSpec) -> None:
     sched = spec.scheduler
+    _resize_at_rungs(spec)
     if sched.name == "none":
         return
     epochs = spec.max_epochs()

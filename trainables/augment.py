@@ -90,12 +90,21 @@ def transform_matrices(params: dict, height: int, width: int) -> tf.Tensor:
     return tf.reshape(m, (-1, 9))[:, :8]
 
 
+def image_size_of(images: tf.Tensor):
+    """``(height, width)``: Python ints when static, float32 tensors when the
+    model takes any size (progressive resizing builds such models)."""
+    if images.shape[1] is not None and images.shape[2] is not None:
+        return images.shape[1], images.shape[2]
+    shape = tf.cast(tf.shape(images), tf.float32)
+    return shape[1], shape[2]
+
+
 def apply_params(images: tf.Tensor, params: dict, fill_mode: str = "nearest", cval: float = 0.0) -> tf.Tensor:
     """Warp a float ``[batch, h, w, c]`` batch (values 0-255) with the given parameters."""
-    height, width = images.shape[1], images.shape[2]
+    height, width = image_size_of(images)
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transform_matrices(params, height, width),
-        output_shape=tf.constant([height, width], tf.int32), fill_value=tf.constant(cval, tf.float32),
+        output_shape=tf.shape(images)[1:3], fill_value=tf.constant(cval, tf.float32),
         interpolation="BILINEAR", fill_mode=FILL_MODES[fill_mode])
     return tf.clip_by_value(warped * params["brightness"][:, None, None, None], 0.0, 255.0)
 
@@ -106,7 +115,7 @@ def random_augment(images: tf.Tensor, augment: Augment) -> tf.Tensor:
         return images
     images = tf.cast(images, tf.float32)
     batch = tf.shape(images)[0]
-    params = sample_params(batch, images.shape[1], images.shape[2], augment)
+    params = sample_params(batch, *image_size_of(images), augment)
     return apply_params(images, params, augment.fill_mode, augment.cval)
 
 

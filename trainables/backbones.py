@@ -43,10 +43,11 @@ def get_backbone(name: str) -> Backbone:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
 
 
-def build_backbone(name: str, image_size: int, weights: str = "imagenet",
+def build_backbone(name: str, image_size: int | None, weights: str = "imagenet",
                    cnn_blocks: int = 3, cnn_filters: int = 32):
     """A Keras model mapping rescaled ``(image_size, image_size, 3)`` images to
-    a feature map. ``weights``: ``imagenet``, ``none`` or a weights file path."""
+    a feature map (any size when ``image_size`` is None: the networks are
+    convolutional). ``weights``: ``imagenet``, ``none`` or a weights file path."""
     import keras
 
     spec = get_backbone(name)

@@ -5,17 +5,23 @@ Contract (DESIGN.md): reads only its config (validated by
 each reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried
 trial resumes from ``ray.tune.get_checkpoint()`` at its next epoch.
 
-Data: the manifest's usable images are decoded once per node and image size
+Data: the manifest's train and val images are decoded once per node and size
 into the decode cache (:mod:`trainables.cache`, built by the first trial that
 needs it, before the clock of ``train_time_s`` starts) and streamed from it
 as uint8 batches. The augmentation runs on the CPU in the input pipeline, or
 as the model's first layer when the trial has a GPU (``augment_on``).
 
 Per epoch it reports ``epoch, loss, accuracy, val_loss, val_accuracy,
-epoch_time_s, train_time_s, images_per_s`` (plus the parameter counts) and
+epoch_time_s, train_time_s, images_per_s`` (plus the parameter counts, the
+epoch's ``image_size`` and ``full_size_epoch_time_s``) and
 checkpoints ``model.keras`` with ``state.json``. The validation predictions of
 the latest epoch are written to ``val_predictions.csv`` in the trial's
 working directory, which Ray syncs to the experiment's storage.
+
+Progressive resizing (``progressive_resize: [s1, s2, ...]``) trains in
+phases: epochs from ``resize_epochs[i]`` on use size ``s_i`` (a sweep sets
+them to ASHA's rungs, so a trial grows as ASHA promotes it). The model takes
+any input size, so each phase carries the previous one's weights.
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ from trainables.pipeline import cached_dataset
 PREDICTIONS = "val_predictions.csv"
 
 
-USABLE_SPLITS = ("train", "val", "test", "unlisted")  # every row but the data check's `bad` ones
+# Trials cache (so read) only what they train and validate on: the test split
+# is read once, by the final evaluation.
+TRIAL_SPLITS = ("train", "val")
 
 
 def read_manifest(cfg: ClassifierConfig) -> pd.DataFrame:
@@ -80,11 +88,12 @@ def load_split(cfg: ClassifierConfig, split: str, manifest: pd.DataFrame | None 
     return paths, [index[label] for label in rows["label"]], rows
 
 
-def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float):
-    """The node's decode cache of every usable image of the manifest at the trial's size."""
-    usable = manifest[manifest["split"].isin(USABLE_SPLITS)]
+def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float, size: int | None = None):
+    """The node's decode cache of the train and val images at ``size``
+    (default: the trial's image size)."""
+    usable = manifest[manifest["split"].isin(TRIAL_SPLITS)]
     paths = [os.path.join(cfg.data.root, p) for p in usable["path"]]
-    return open_cache(paths, cfg.image_size, cfg.cache_dir, workers=max(2, int(cpus)))
+    return open_cache(paths, size or cfg.image_size, cfg.cache_dir, workers=max(2, int(cpus)))
 
 
 def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -99,11 +108,16 @@ def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, classes: list[str])
 class TuneReporter(keras.callbacks.Callback):
     """Validates, checkpoints and reports to Ray Tune at the end of each epoch."""
 
-    def __init__(self, cfg, val_ds, val_rows, val_labels, num_train, train_time_s):
+    def __init__(self, cfg, val_rows, val_labels, num_train, train_time_s):
         super().__init__()
-        self.cfg, self.val_ds, self.val_rows = cfg, val_ds, val_rows
+        self.cfg, self.val_rows = cfg, val_rows
         self.val_labels = np.asarray(val_labels)
         self.num_train, self.train_time_s = num_train, train_time_s
+        self.val_ds, self.image_size = None, cfg.image_size
+
+    def phase(self, val_ds, image_size: int) -> None:
+        """Validate on ``val_ds``, images of ``image_size``, from now on."""
+        self.val_ds, self.image_size = val_ds, image_size
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -124,6 +138,10 @@ class TuneReporter(keras.callbacks.Callback):
             "epoch_time_s": epoch_time,
             "train_time_s": self.train_time_s,
             "images_per_s": self.num_train / epoch_time,
+            "image_size": self.image_size,
+            # What this epoch would have cost at the final size: convolutions
+            # cost in proportion to pixels (exact once at the final size).
+            "full_size_epoch_time_s": epoch_time * (self.cfg.image_size / self.image_size) ** 2,
             "trainable_params": int(sum(np.prod(w.shape) for w in self.model.trainable_weights)),
             "total_params": int(self.model.count_params()),
         }
@@ -162,16 +180,21 @@ def train_classifier(config: dict) -> None:
     cfg = ClassifierConfig.model_validate(config)
     applied = device.configure(cfg.seed, cfg.mixed_precision, tune.get_context())
     manifest = read_manifest(cfg)
-    cache = open_image_cache(cfg, manifest, applied["cpus"])
-    train_paths, train_labels, _ = load_split(cfg, "train", manifest, cache.failed)
-    val_paths, val_labels, val_rows = load_split(cfg, "val", manifest, cache.failed)
     model, done, train_time = restore(cfg, len(cfg.data.classes), augments_in_model(cfg, applied["gpus"]))
     # A restored model decides: it augments if it was built with the layer.
     in_model = any(isinstance(layer, RandomAffine) for layer in model.layers)
-    train_ds = cached_dataset(cache, train_paths, train_labels, cfg.batch_size,
-                              None if in_model else cfg.augment, shuffle=True, seed=cfg.seed)
-    val_ds = cached_dataset(cache, val_paths, val_labels, cfg.batch_size)
     if cfg.jit_compile:
         model.jit_compile = True
-    reporter = TuneReporter(cfg, val_ds, val_rows, val_labels, len(train_paths), train_time)
-    model.fit(train_ds, epochs=cfg.epochs, initial_epoch=done, callbacks=[reporter], verbose=0)
+    reporter = None
+    for start, end, size in cfg.phases():  # one phase unless progressive_resize
+        if end <= done:
+            continue
+        cache = open_image_cache(cfg, manifest, applied["cpus"], size)
+        train_paths, train_labels, _ = load_split(cfg, "train", manifest, cache.failed)
+        val_paths, val_labels, val_rows = load_split(cfg, "val", manifest, cache.failed)
+        if reporter is None:
+            reporter = TuneReporter(cfg, val_rows, val_labels, len(train_paths), train_time)
+        train_ds = cached_dataset(cache, train_paths, train_labels, cfg.batch_size,
+                                  None if in_model else cfg.augment, shuffle=True, seed=cfg.seed)
+        reporter.phase(cached_dataset(cache, val_paths, val_labels, cfg.batch_size), size)
+        model.fit(train_ds, epochs=end, initial_epoch=max(done, start), callbacks=[reporter], verbose=0)

@@ -104,6 +104,10 @@ class ClassifierConfig(Strict):
         "auto", description="auto: in the model on a GPU trial, else on the CPU (tf.data map)")
     mixed_precision: Literal["float32", "float16", "bfloat16"] = "float32"
     jit_compile: bool = False
+    progressive_resize: list[int] | None = Field(
+        None, description="image sizes, smallest first: train the first rungs small, grow as ASHA promotes")
+    resize_epochs: list[int] | None = Field(
+        None, description="epoch at which each progressive size starts (default: ASHA's rungs, set by the sweep)")
     debug_fault: DebugFault | None = None
     data: DataRef | None = None
 
@@ -114,13 +118,45 @@ class ClassifierConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _size_fits_backbone(self):
-        spec = BACKBONES[self.backbone]
-        if self.image_size < spec.min_size:
-            raise ValueError(f"image_size {self.image_size} is below {self.backbone}'s minimum of {spec.min_size}")
-        if self.backbone == "basic_cnn" and self.image_size < 2 ** self.cnn_blocks:
-            raise ValueError(f"image_size {self.image_size} is too small for {self.cnn_blocks} pooling blocks")
+    def _progressive_sizes(self):
+        sizes = self.progressive_resize
+        if sizes is None:
+            if self.resize_epochs is not None:
+                raise ValueError("resize_epochs needs progressive_resize")
+            return self
+        if not sizes or sizes != sorted(set(sizes)):
+            raise ValueError(f"progressive_resize must list distinct sizes, smallest first, got {sizes}")
+        if "image_size" in self.model_fields_set and self.image_size != sizes[-1]:
+            raise ValueError(f"image_size {self.image_size} differs from progressive_resize's last size {sizes[-1]}")
+        self.image_size = sizes[-1]
+        starts = self.resize_epochs
+        if starts is not None and (len(starts) != len(sizes) or starts[0] != 0 or starts != sorted(set(starts))):
+            raise ValueError(f"resize_epochs must give each size an increasing start epoch from 0, got {starts}")
+        for size in sizes:
+            self._check_size(size)
         return self
+
+    def phases(self) -> list[tuple[int, int, int]]:
+        """``(first epoch, end epoch, image size)`` of each training phase."""
+        if not self.progressive_resize:
+            return [(0, self.epochs, self.image_size)]
+        if self.resize_epochs is None:
+            raise ValueError("progressive_resize needs resize_epochs (a sweep with ASHA sets them to its rungs)")
+        starts, sizes = self.resize_epochs, self.progressive_resize
+        ends = [*starts[1:], self.epochs]
+        return [(a, min(b, self.epochs), s) for a, b, s in zip(starts, ends, sizes) if a < self.epochs]
+
+    @model_validator(mode="after")
+    def _size_fits_backbone(self):
+        self._check_size(self.image_size)
+        return self
+
+    def _check_size(self, size: int) -> None:
+        spec = BACKBONES[self.backbone]
+        if size < spec.min_size:
+            raise ValueError(f"image_size {size} is below {self.backbone}'s minimum of {spec.min_size}")
+        if self.backbone == "basic_cnn" and size < 2 ** self.cnn_blocks:
+            raise ValueError(f"image_size {size} is too small for {self.cnn_blocks} pooling blocks")
 
     @property
     def effective_weights(self) -> str:

@@ -26,10 +26,12 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
     """``augment_in_model``: the augmentation runs as the model's first layer
     (on the model's device) instead of in the input pipeline."""
     spec = get_backbone(cfg.backbone)
-    base = build_backbone(cfg.backbone, cfg.image_size, cfg.effective_weights, cfg.cnn_blocks, cfg.cnn_filters)
+    # Progressive resizing feeds growing images to the same weights: any size in.
+    size = None if cfg.progressive_resize else cfg.image_size
+    base = build_backbone(cfg.backbone, size, cfg.effective_weights, cfg.cnn_blocks, cfg.cnn_filters)
     if spec.pretrained:
         set_trainable_layers(base, cfg.trainable_layers)
-    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")
     x = inputs
     if augment_in_model and cfg.augment.enabled:
         from trainables.augment import RandomAffine  # TensorFlow ops: imported only when used
