@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from analysis.experiment import Experiment
+from analysis.pareto import objectives_of, pareto_front
 
 SCOPES = ("last", "all")
 FORMATS = ("text", "json", "yaml")
@@ -43,16 +44,32 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
         order = rows.sort_values(metric, ascending=(mode == "min"), kind="stable")
         picked = order.groupby("trial_id").head(1)
     picked = picked.sort_values(metric, ascending=(mode == "min"), kind="stable").head(top)
+    return _entries(exp, picked, [metric])
+
+
+def pareto_trials(exp: Experiment, scope: str = "last") -> list[dict]:
+    """The Pareto set of a multi-objective experiment (its spec's ``objectives``)."""
+    if scope not in SCOPES:
+        raise ValueError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
+    if exp.epochs.empty:
+        raise ValueError(f"{exp.uri}: no trial has reported a result yet")
+    objectives = objectives_of(exp)
+    return _entries(exp, pareto_front(exp, objectives, scope), [o["metric"] for o in objectives])
+
+
+def _entries(exp: Experiment, rows: pd.DataFrame, shown: list[str]) -> list[dict]:
     status = exp.trials.set_index("trial_id")["status"]
     entries = []
-    for _, row in picked.iterrows():
+    for _, row in rows.iterrows():
         trial_id = row["trial_id"]
         metrics = {k: _plain(v) for k, v in row.items()
                    if k != "trial_id" and isinstance(v, (int, float)) and not pd.isna(v)}
         config = {k: v for k, v in exp.configs.get(trial_id, {}).items() if k != "data"}
-        entries.append({"trial_id": trial_id, "status": status.get(trial_id, "unknown"),
-                        "epoch": int(row["training_iteration"]), metric: _plain(row[metric]),
-                        "metrics": metrics, "config": config})
+        entry = {"trial_id": trial_id, "status": status.get(trial_id, "unknown"),
+                 "epoch": int(row["training_iteration"])}
+        entry.update({m: _plain(row[m]) for m in shown})
+        entry.update(metrics=metrics, config=config)
+        entries.append(entry)
     return entries
 
 
@@ -61,19 +78,29 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: str) -> str:
+def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: str,
+                objectives: list[dict] | None = None) -> str:
+    """Text, JSON or YAML. With ``objectives`` the entries are a Pareto set."""
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     document = {"metric": metric, "mode": mode, "scope": scope, "best": entries}
+    if objectives:
+        document = {"objectives": objectives, "scope": scope, "pareto": entries}
     if fmt == "json":
         return json.dumps(document, indent=2)
     if fmt == "yaml":
         return yaml.safe_dump(document, sort_keys=False)
+    shown = [o["metric"] for o in objectives] if objectives else [metric]
     table = pd.DataFrame([{"rank": i + 1, "trial": e["trial_id"], "status": e["status"], "epoch": e["epoch"],
-                           metric: e[metric], "train_time_s": e["metrics"].get("train_time_s")}
+                           **{m: e[m] for m in shown}, "train_time_s": e["metrics"].get("train_time_s")}
                           for i, e in enumerate(entries)])
-    lines = [f"best {len(entries)} by {metric} ({mode}, scope {scope}):",
-             table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
-             f"configuration of {entries[0]['trial_id']} (paste under `fixed:` to train it again):",
-             yaml.safe_dump(entries[0]["config"], sort_keys=True).rstrip()]
+    if objectives:
+        over = ", ".join(f"{o['metric']} ({o['mode']})" for o in objectives)
+        title = f"Pareto set of {len(entries)} trials over {over} (scope {scope}):"
+    else:
+        title = f"best {len(entries)} by {metric} ({mode}, scope {scope}):"
+    lines = [title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    for entry in entries if objectives else entries[:1]:  # every point of a front; the best one otherwise
+        lines += ["", f"configuration of {entry['trial_id']} (paste under `fixed:` to train it again):",
+                  yaml.safe_dump(entry["config"], sort_keys=True).rstrip()]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ def _bad_input_types():
 
 
 def cmd_sweep(args) -> int:
-    from analysis import best_trials, format_best, load_experiment
+    from analysis import best_trials, format_best, load_experiment, pareto_trials
     from search.spec import load_spec
     from search.tuner import run_sweep
 
@@ -40,16 +40,22 @@ def cmd_sweep(args) -> int:
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {uri}")
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    if not exp.epochs.empty:
+    if not exp.epochs.empty and exp.spec.get("objectives"):
+        print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"]))
+    elif not exp.epochs.empty:
         print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last"))
     return 0
 
 
 def cmd_best(args) -> int:
-    from analysis import best_trials, format_best, load_experiment
+    from analysis import best_trials, format_best, load_experiment, pareto_trials
 
     exp = load_experiment(args.experiment)
     metric, mode = args.metric or exp.metric, args.mode or exp.mode
+    if exp.spec.get("objectives") and not args.metric:  # multi-objective: the Pareto set
+        entries = pareto_trials(exp, args.scope)
+        print(format_best(entries, args.format, metric, mode, args.scope, exp.spec["objectives"]))
+        return 0
     entries = best_trials(exp, metric, mode, args.scope, args.top)
     print(format_best(entries, args.format, metric, mode, args.scope))
     return 0

@@ -79,12 +79,19 @@ class CheckpointSpec(Strict):
     num_to_keep: int = Field(2, ge=1)
 
 
+class Objective(Strict):
+    metric: str
+    mode: Literal["max", "min"]
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     trainable: str = "classifier"
     data: DataSpec
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
+    objectives: list[Objective] = Field(
+        [], description="two or more: a multi-objective (Pareto) search; metric/mode become the first one's")
     search: SearchSpec = SearchSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
@@ -142,6 +149,7 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
     known = METRICS[spec.trainable] + TUNE_METRICS
     if spec.metric not in known:
         raise SpecError(f"metric: {spec.metric!r} is not reported by {spec.trainable}; known: {', '.join(known)}")
+    _check_objectives(spec, raw, known)
     _check_space(spec)
     _check_data(spec)
     _check_scheduler(spec)
@@ -159,6 +167,27 @@ def load_spec(path: str, overrides: dict | None = None) -> SweepSpec:
         where = f" (line {mark.line + 1})" if mark else ""
         raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
     return parse_spec(raw, overrides)
+
+
+def _check_objectives(spec: SweepSpec, raw: dict, known: list[str]) -> None:
+    """A multi-objective spec: Optuna samples the Pareto front; ASHA (which
+    ranks one number) ranks by the first objective, which ``metric`` names."""
+    if not spec.objectives:
+        return
+    if len(spec.objectives) < 2:
+        raise SpecError("objectives: list two or more (one objective is metric/mode)")
+    for i, objective in enumerate(spec.objectives):
+        if objective.metric not in known:
+            raise SpecError(f"objectives[{i}].metric: {objective.metric!r} is not reported by {spec.trainable}")
+    if len({o.metric for o in spec.objectives}) != len(spec.objectives):
+        raise SpecError("objectives: a metric is listed twice")
+    if spec.search.algorithm != "optuna":
+        raise SpecError("objectives: multi-objective search needs search.algorithm optuna")
+    first = spec.objectives[0]
+    if ("metric" in raw and raw["metric"] != first.metric) or ("mode" in raw and raw["mode"] != first.mode):
+        raise SpecError(f"metric: with objectives, metric and mode are the first objective's ({first.metric}, "
+                        f"{first.mode}); leave them out")
+    spec.metric, spec.mode = first.metric, first.mode
 
 
 def _check_space(spec: SweepSpec) -> None:

@@ -56,7 +56,10 @@ def searcher_and_space(spec: SweepSpec):
     points = spec.search.points
     if spec.search.algorithm == "optuna" and params:
         sampler = SAMPLERS[spec.search.sampler](spec.search.seed)
-        searcher = OptunaSearch(space=to_optuna(params), metric=spec.metric, mode=spec.mode, sampler=sampler,
+        metric, mode = spec.metric, spec.mode
+        if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front
+            metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
+        searcher = OptunaSearch(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler,
                                 points_to_evaluate=[flatten(unflatten(flatten(p)), sep="/") for p in points] or None)
         return searcher, {}
     if spec.search.algorithm == "grid":
