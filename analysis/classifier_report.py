@@ -59,7 +59,7 @@ def classifier_sections(exp: Experiment, out_dir: str, by: str = "image_size") -
 
     if final is not None:
         predictions, where = final.predictions, "test split"
-        how = "retrained on train + validation" if final.metrics.get("retrain") else "its best checkpoint"
+        how = "retrained on train + validation" if final.metrics.get("retrain") else "its last checkpoint"
         intro = (f"The final model (trial {final.trial_id}, {how}) on the {len(predictions)} images of the test "
                  "split, evaluated once.")
     else:

@@ -126,8 +126,8 @@ def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[d
 
 
 def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
-    """trial_id -> {tune_status, failures, error_file, wall_time_s} from the
-    newest state file."""
+    """trial_id -> {tune_status, failures, error_file, wall_time_s, dir} from
+    the newest state file."""
     names = [name for name, is_dir in storage.list_dir(uri)
              if not is_dir and name.startswith("experiment_state-") and name.endswith(".json")]
     if not names:
@@ -146,7 +146,8 @@ def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
         out[trial["trial_id"]] = {"tune_status": trial.get("status"),
                                   "failures": runtime.get("num_failures", 0),
                                   "error_file": runtime.get("error_filename"),
-                                  "wall_time_s": last - started if started and last else None}
+                                  "wall_time_s": last - started if started and last else None,
+                                  "dir": trial.get("relative_logdir")}
     return out
 
 
@@ -185,6 +186,7 @@ def load_experiment(uri: str) -> Experiment:
     scheduler = spec.get("scheduler") or {}
     rungs = asha_rungs(scheduler)
     states = _trial_states(uri, notes)
+    by_dir = {state["dir"]: trial_id for trial_id, state in states.items() if state.get("dir")}
     trial_rows, epoch_rows, configs = [], [], {}
     for name, is_dir in storage.list_dir(uri):
         if not is_dir or name.startswith(".") or name in OWN_DIRS:
@@ -201,7 +203,7 @@ def load_experiment(uri: str) -> Experiment:
             config = json.loads(storage.read_text(storage.join(trial_uri, "params.json")))
         elif results and isinstance(results[0].get("config"), dict):
             config = results[0]["config"]
-        trial_id = str(results[0]["trial_id"]) if results else name.split("_")[1] if "_" in name else name
+        trial_id = str(results[0]["trial_id"]) if results else by_dir.get(name) or _id_from_dirname(name)
         configs[trial_id] = config
         state = states.get(trial_id, {})
         for r in results:  # one frame at the end: far faster than a frame per trial
@@ -235,6 +237,12 @@ def load_experiment(uri: str) -> Experiment:
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return experiment
+
+
+def _id_from_dirname(name: str) -> str:
+    """``<trainable>_<id>_...`` -> ``<id>``: a guess for a trial the state file does not list."""
+    parts = name.split("_")
+    return parts[1] if len(parts) > 1 else name
 
 
 def _first_error_line(trial_uri: str) -> str:

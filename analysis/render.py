@@ -16,6 +16,7 @@ import re
 
 import pandas as pd
 
+from analysis import style
 from analysis.section import Section
 
 CSS = """
@@ -32,6 +33,7 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #444; margin-top: .3em; }
 code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
+pre code { background: none; padding: 0; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; border-radius: 4px; }
 .table-title { font-size: .85em; color: #666; margin-bottom: -.6em; }
 """
@@ -152,6 +154,14 @@ def image_data_uri(path: str) -> str:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
 
 
+def display_width(path: str) -> int:
+    """CSS pixels for a figure: drawn at the style's DPI, shown at the screen's 96."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return round(image.width * 96 / style.DPI)
+
+
 def render_html(title: str, sections: list[Section]) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
     for section in sections:
@@ -161,7 +171,8 @@ def render_html(title: str, sections: list[Section]) -> str:
         for stem, table in section.tables.items():
             body += [f'<div class="table-title">{html.escape(stem)}</div>', table_html(table)]
         for caption, path in section.figures.items():
-            body.append(f'<figure><img src="{image_data_uri(path)}" alt="{html.escape(caption)}">'
+            body.append(f'<figure><img src="{image_data_uri(path)}" style="width: {display_width(path)}px" '
+                        f'alt="{html.escape(caption)}">'
                         f"<figcaption>{_inline(caption)}</figcaption></figure>")
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

@@ -74,8 +74,6 @@ def write_report(uri: str, out_dir: str | None = None, by: str | None = None,
     with warnings.catch_warnings():  # the notes are kept in exp.warnings and shown in the report
         warnings.simplefilter("ignore")
         exp = load_experiment(uri)
-    for note in exp.warnings:
-        progress(f"warning: {note}")
     if exp.trials.empty:
         raise ExperimentError(f"{exp.uri}: no trials to report on")
     if exp.epochs.empty or f"last_{exp.metric}" not in exp.trials:
@@ -87,6 +85,8 @@ def write_report(uri: str, out_dir: str | None = None, by: str | None = None,
                           f"known: {', '.join(parameter_names(exp))}")
     out_dir = os.path.abspath(out_dir or default_out_dir(exp.uri, exp.name))
     _check_out_dir(out_dir)
+    for note in exp.warnings:  # after the checks: bad input stays one line
+        progress(f"warning: {note}")
     os.makedirs(out_dir, exist_ok=True)
     progress(f"drawing tables and figures of {len(exp.trials)} trials")
     sections = build_sections(exp, out_dir, by)

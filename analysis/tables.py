@@ -82,7 +82,7 @@ def table_by(exp: Experiment, by: str = "image_size", final: FinalEvaluation | N
 
 
 def _number(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _parameters(config: dict, epochs_run: int, pretrained: bool) -> str:
@@ -106,8 +106,8 @@ def _augmentation(config: dict) -> str:
     used = [f"{key} = {_number(value) if not isinstance(value, str) else repr(value)}"
             for key, value in sorted(augment.items())
             if key != "fill_mode" and AUGMENT_OFF.get(key, None) != value and value not in (None, 0, False)]
-    if used and augment.get("fill_mode"):
-        used.append(f'fill_mode = "{augment["fill_mode"]}"')
+    if used:  # how shifted-in pixels are filled matters once anything moves (the report lists it)
+        used.append(f'fill_mode = "{augment.get("fill_mode", AUGMENT_OFF["fill_mode"])}"')
     return ", ".join(used) or "N/A"
 
 
