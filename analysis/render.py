@@ -53,8 +53,13 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).map(show) if not table.empty else table.astype(object)
 
 
+def _is_numeric(table: pd.DataFrame, column) -> bool:
+    return pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
+
+
 def table_markdown(table: pd.DataFrame) -> str:
-    return display_frame(table).to_markdown(index=False, disable_numparse=True)
+    align = ["right" if _is_numeric(table, c) else "left" for c in table.columns]
+    return display_frame(table).to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def table_latex(table: pd.DataFrame) -> str:
@@ -138,7 +143,7 @@ def markdown_to_html(text: str) -> str:
 
 def table_html(table: pd.DataFrame) -> str:
     shown = display_frame(table)
-    numeric = {c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
+    numeric = {c for c in table.columns if _is_numeric(table, c)}
     head = "".join(f'<th class="{"num" if c in numeric else "text"}">{html.escape(str(c))}</th>'
                    for c in shown.columns)
     rows = []
