@@ -6,6 +6,7 @@ one-line message naming what is wrong; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -24,13 +25,14 @@ class Parser(argparse.ArgumentParser):
 def _bad_input_types():
     """Exceptions that mean the user's input is wrong (imported lazily)."""
     from analysis.experiment import ExperimentError
-    from search.spec import SpecError
     from analysis.report import ReportError
+    from search.replay import ReplayError
+    from search.spec import SpecError
     from trainables.datasets import DatasetError
     from trainables.evaluate import EvaluationError
     from trainables.predict import PredictError
-    return (UsageError, SpecError, DatasetError, ExperimentError, FileExistsError, ValueError, ReportError,
-            EvaluationError, PredictError)
+    return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
+            ReportError, EvaluationError, PredictError)
 
 
 def cmd_sweep(args) -> int:
@@ -99,6 +101,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_replay(args) -> int:
+    from search.replay import replay
+    from search.tuner import connect
+
+    def progress(done, total):
+        print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    searchers, schedulers = args.searcher.split(","), args.scheduler.split(",")
+    connect(args.address)
+    runs, summary = replay(args.experiment, searchers, schedulers, args.repeats, args.num_samples,
+                           args.max_concurrent, args.tolerance, args.seed, progress)
+    if args.format == "json":
+        print(json.dumps({"target": summary.attrs["target"], "best_recorded": summary.attrs["best_recorded"],
+                          "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, indent=2))
+        return 0
+    attrs = summary.attrs
+    print(f"{attrs['metric']}: best recorded {attrs['best_recorded']:.4f}, target {attrs['target']:.4f} "
+          f"(compute in recorded seconds of fit time; mean and std over {args.repeats} repeats)")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def cmd_data_synth(args) -> int:
     from trainables.synth import write_synthetic
 
@@ -153,6 +177,19 @@ def build_parser() -> Parser:
     p.add_argument("--gradcam", metavar="OUT_DIR", help="write Grad-CAM overlays here")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("replay", help="compare search strategies by replaying a finished experiment's curves")
+    p.add_argument("experiment", help="a finished classifier experiment (path or s3://...)")
+    p.add_argument("--searcher", default="random,tpe", help="comma-separated: random, tpe")
+    p.add_argument("--scheduler", default="none,asha", help="comma-separated: none, asha, hyperband, median")
+    p.add_argument("--repeats", type=int, default=10, help="replayed sweeps per strategy (seeds 0..n-1)")
+    p.add_argument("--num-samples", type=int, help="trials per replayed sweep (default: as many as recorded)")
+    p.add_argument("--max-concurrent", type=int, default=1, help="replayed trials at once (1: deterministic)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="'within 1 point' of the best: 0.01")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--address", help="Ray cluster to join (default: embedded Ray)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("data", help="dataset tools")
     data = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)

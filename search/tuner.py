@@ -64,7 +64,8 @@ def searcher_and_space(spec: SweepSpec):
         return searcher, {}
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]
-    generator = BasicVariantGenerator(random_state=spec.search.seed,
+    # A SearchGenerator ignores TuneConfig.max_concurrent_trials: it takes its own.
+    generator = BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=spec.search.max_concurrent or 0,
                                       points_to_evaluate=[unflatten(flatten(p)) for p in points] or None)
     return generator, to_tune(params)
 
@@ -112,7 +113,8 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
     param_space = deep_merge(deep_merge(spec.fixed, space), data)
     tune_config = tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler(spec),
-        num_samples=spec.search.num_samples, max_concurrent_trials=spec.search.max_concurrent,
+        num_samples=spec.search.num_samples,
+        max_concurrent_trials=spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None,
         reuse_actors=False)  # TensorFlow holds GPU memory for a process's life
     run_config = tune.RunConfig(
         name=spec.name, storage_path=storage.normalize(spec.storage),

@@ -1,0 +1,257 @@
+"""Replay: compare search strategies on a finished experiment in seconds.
+
+A replay runs a new Ray Tune sweep over the recorded experiment's space whose
+trainable does not train: it answers each sampled configuration with the
+recorded learning curve of the nearest recorded trial, epoch by epoch, with
+that epoch's recorded fit time, so searchers and schedulers see what they
+would have seen. For each strategy (searcher x scheduler) and repeat it
+measures the best metric reached, the simulated compute (the sum of the
+recorded epoch times of every epoch run) and the compute spent until the
+sweep first came within ``tolerance`` of the best recorded value.
+
+Its limits, by construction: only recorded configurations exist (a sampled
+configuration is answered by its nearest recorded neighbour, distance in the
+declared space normalised to [0, 1] per parameter, log scale for log
+declarations), and a recorded curve that ASHA cut short ends the replayed
+trial there too. Record the experiment without early stopping for a fair
+replay. Replayed trials run one at a time unless ``max_concurrent`` says
+otherwise, which makes a replay deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from ray import tune
+from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
+                                 TrialScheduler)
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from analysis import load_experiment
+from spaces import Param, get_path, parse_space, to_optuna, to_tune
+
+SEARCHERS = ("random", "tpe")
+SCHEDULERS = ("none", "asha", "hyperband", "median")
+
+
+class ReplayError(ValueError):
+    """An experiment that cannot be replayed, or a bad replay option."""
+
+
+@dataclass
+class Recording:
+    """What a replay needs from a finished experiment."""
+    params: dict[str, Param]
+    metric: str
+    mode: str
+    configs: pd.DataFrame  # index trial_id, one column per searched key
+    curves: dict[str, list[tuple[float, float]]]  # trial_id -> [(metric, epoch_time_s)] per epoch
+    scheduler: dict  # the recorded spec's scheduler settings
+
+    @property
+    def best(self) -> float:
+        values = [v for curve in self.curves.values() for v, _ in curve]
+        return max(values) if self.mode == "max" else min(values)
+
+    @property
+    def max_t(self) -> int:
+        return max(len(c) for c in self.curves.values())
+
+
+def load_recording(uri: str) -> Recording:
+    exp = load_experiment(uri)
+    if not exp.spec:
+        raise ReplayError(f"{uri}: no scenetune_spec.yaml: only scenetune experiments can be replayed")
+    params = parse_space(exp.spec.get("space"))
+    if not params:
+        raise ReplayError(f"{uri}: the experiment searched nothing (empty space)")
+    metric, mode = exp.metric, exp.mode
+    if exp.epochs.empty or metric not in exp.epochs or "epoch_time_s" not in exp.epochs:
+        raise ReplayError(f"{uri}: no recorded {metric} and epoch_time_s curves to replay")
+    curves = {}
+    for trial_id, rows in exp.epochs.sort_values("training_iteration").groupby("trial_id"):
+        rows = rows.dropna(subset=[metric, "epoch_time_s"])
+        if len(rows):
+            curves[str(trial_id)] = list(zip(rows[metric].astype(float), rows["epoch_time_s"].astype(float)))
+    configs = pd.DataFrame({tid: {k: get_path(exp.configs[tid], k) for k in params} for tid in curves}).T
+    return Recording(params, metric, mode, configs, curves, exp.spec.get("scheduler") or {})
+
+
+def _normalise(param: Param, value) -> float:
+    low, high = param.low, param.high
+    if param.kind in ("loguniform", "logint"):
+        low, high, value = math.log(low), math.log(high), math.log(value)
+    return 0.0 if high == low else (value - low) / (high - low)
+
+
+def nearest(recording: Recording, config: dict) -> str:
+    """The recorded trial closest to ``config`` (first one on ties)."""
+    distance = np.zeros(len(recording.configs))
+    for key, param in recording.params.items():
+        wanted, column = get_path(config, key), recording.configs[key]
+        if param.is_categorical:
+            distance += (column != wanted).to_numpy(dtype=float)
+        else:
+            recorded = np.array([_normalise(param, v) for v in column])
+            distance += np.abs(recorded - _normalise(param, wanted))
+    return recording.configs.index[int(np.argmin(distance))]
+
+
+def replay_trainable(config: dict, recording: Recording, checkpoint: bool = False) -> None:
+    """Report the nearest recorded trial's curve, one recorded epoch at a time.
+    With ``checkpoint`` (schedulers that pause trials: HyperBand) each epoch
+    is checkpointed so a paused trial resumes where it stopped."""
+    trial_id = nearest(recording, config)
+    start = 0
+    if checkpoint and tune.get_checkpoint() is not None:
+        with tune.get_checkpoint().as_directory() as folder:
+            start = int(open(os.path.join(folder, "epoch")).read())
+    curve = recording.curves[trial_id]
+    for epoch in range(start + 1, len(curve) + 1):
+        value, seconds = curve[epoch - 1]
+        metrics = {recording.metric: value, "epoch": epoch, "epoch_time_s": seconds,
+                   "simulated_time_s": sum(s for _, s in curve[:epoch]), "recorded_trial": trial_id}
+        if not checkpoint:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "epoch"), "w") as f:
+                f.write(str(epoch))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def noting_stops(scheduler, max_t: int):
+    """The same scheduler, also noting (in ``.stopped_early``) each recorded
+    trial it stops before ``max_t``: what a real run's early stops are."""
+    base = type(scheduler)
+
+    class Noting(base):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP and result["training_iteration"] < max_t:
+                self.stopped_early.append(result["recorded_trial"])
+            return decision
+
+    scheduler.__class__ = Noting
+    scheduler.stopped_early = []
+    return scheduler
+
+
+class ComputeLedger(tune.Callback):
+    """Adds up simulated compute in the order results arrive (driver side)."""
+
+    def __init__(self, metric: str, mode: str, target: float):
+        self.metric, self.mode, self.target = metric, mode, target
+        self.compute, self.best, self.compute_to_target = 0.0, None, None
+        self.replayed: dict[str, str] = {}  # replayed trial -> recorded trial that answered it
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.replayed[trial.trial_id] = result["recorded_trial"]
+        self.compute += result["epoch_time_s"]
+        value = result[self.metric]
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        self.best = value if better else self.best
+        reached = value >= self.target if self.mode == "max" else value <= self.target
+        if reached and self.compute_to_target is None:
+            self.compute_to_target = self.compute
+
+
+def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int):
+    if name == "tpe":
+        import optuna
+        return OptunaSearch(space=to_optuna(rec.params.values()), metric=rec.metric, mode=rec.mode,
+                            sampler=optuna.samplers.TPESampler(seed=seed)), {}
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent), to_tune(rec.params.values())
+
+
+def _scheduler(name: str, rec: Recording):
+    s = rec.scheduler
+    grace, factor = int(s.get("grace_period") or 1), float(s.get("reduction_factor") or 3)
+    if name == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=rec.max_t, grace_period=grace,
+                             reduction_factor=factor)
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=rec.max_t, reduction_factor=factor)
+    if name == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3)
+    return FIFOScheduler()
+
+
+def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_samples: int,
+                max_concurrent: int = 1, tolerance: float = 0.01, storage: str | None = None) -> dict:
+    """One replayed sweep; returns its best value and compute figures."""
+    target = rec.best - tolerance if rec.mode == "max" else rec.best + tolerance
+    ledger = ComputeLedger(rec.metric, rec.mode, target)
+    search_alg, space = _searcher(searcher, rec, seed, max_concurrent)
+    chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
+    tuner = tune.Tuner(
+        tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband"),
+        param_space=space,
+        tune_config=tune.TuneConfig(metric=rec.metric, mode=rec.mode, search_alg=search_alg,
+                                    scheduler=chosen, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent if searcher == "tpe" else None,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=f"replay-{searcher}-{scheduler}-{seed}", storage_path=storage,
+                                  callbacks=[ledger], verbose=0))
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's tables stay off the JSON/text result
+        tuner.fit()
+    return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
+            "compute_s": ledger.compute, "compute_to_target_s": ledger.compute_to_target,
+            "stopped_early": len(chosen.stopped_early), "stopped_trials": sorted(chosen.stopped_early),
+            "replayed_trials": sorted(ledger.replayed.values())}
+
+
+def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), repeats: int = 10,
+           num_samples: int | None = None, max_concurrent: int = 1, tolerance: float = 0.01,
+           seed: int = 0, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every searcher x scheduler, ``repeats`` times; ``(runs, summary)`` tables."""
+    for name in searchers:
+        if name not in SEARCHERS:
+            raise ReplayError(f"--searcher: unknown {name!r}; known: {', '.join(SEARCHERS)}")
+    for name in schedulers:
+        if name not in SCHEDULERS:
+            raise ReplayError(f"--scheduler: unknown {name!r}; known: {', '.join(SCHEDULERS)}")
+    if repeats < 1:
+        raise ReplayError(f"--repeats: must be at least 1, got {repeats}")
+    rec = load_recording(uri)
+    num_samples = num_samples or len(rec.curves)
+    storage = tempfile.mkdtemp(prefix="scenetune-replay-")
+    runs = []
+    try:
+        for searcher in searchers:
+            for scheduler in schedulers:
+                for r in range(repeats):
+                    runs.append(replay_once(rec, searcher, scheduler, seed + r, num_samples, max_concurrent,
+                                            tolerance, storage))
+                    if progress:
+                        progress(len(runs), len(searchers) * len(schedulers) * repeats)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    return pd.DataFrame(runs), summarise(pd.DataFrame(runs), rec, tolerance)
+
+
+def summarise(runs: pd.DataFrame, rec: Recording, tolerance: float) -> pd.DataFrame:
+    """Mean and spread per strategy; compute relative to random search without early stopping."""
+    grouped = runs.groupby(["searcher", "scheduler"], sort=False)
+    table = pd.DataFrame({
+        "best_mean": grouped["best"].mean(), "best_std": grouped["best"].std(ddof=0),
+        "compute_s_mean": grouped["compute_s"].mean(), "compute_s_std": grouped["compute_s"].std(ddof=0),
+        "to_target_s_mean": grouped["compute_to_target_s"].mean(),
+        "to_target_s_std": grouped["compute_to_target_s"].std(ddof=0),
+        "reached_target": grouped["compute_to_target_s"].apply(lambda s: f"{s.notna().sum()}/{len(s)}"),
+    }).reset_index()
+    baseline = table.query("searcher == 'random' and scheduler == 'none'")["to_target_s_mean"]
+    if len(baseline) and baseline.iloc[0]:
+        table["to_target_vs_random"] = table["to_target_s_mean"] / baseline.iloc[0]
+    table.attrs.update(target=(rec.best - tolerance if rec.mode == "max" else rec.best + tolerance),
+                       best_recorded=rec.best, metric=rec.metric)
+    return table

@@ -1,0 +1,122 @@
+"""Replay: recorded curves answered back exactly, and ASHA deciding in replay
+what it decided in the real run."""
+
+import json
+import math
+import os
+import sys
+
+import pytest
+import ray.cloudpickle
+from ray import tune
+
+from analysis import load_experiment
+from search.cli import main
+from search.replay import load_recording, nearest, replay, replay_once
+from search.spec import parse_spec
+from search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname
+from tests.conftest import BASE_SPEC, deep_update
+
+pytestmark = pytest.mark.slow
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
+
+SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-1]}, "dense_units": {"choice": [8, 16, 32]}}
+
+
+def curve_trainable(config):
+    """A trial with a closed-form learning curve: no TensorFlow, known values."""
+    lr, width = config["learning_rate"], config["dense_units"]
+    peak = 0.9 - 0.25 * abs(math.log10(lr) + 2.5)  # best near lr = 3e-3
+    for epoch in range(1, config["epochs"] + 1):
+        tune.report({"val_accuracy": round(peak * (1 - math.exp(-epoch * width / 24)), 6),
+                     "epoch_time_s": 1.0 + width / 16, "epoch": epoch})
+
+
+def record(tmp_path, synth_root, name, sched, num_samples, seed):
+    """A real sweep of curve_trainable, laid out like `scenetune sweep` lays it out."""
+    raw = deep_update(BASE_SPEC, {"name": name, "data": {"root": synth_root}, "storage": str(tmp_path),
+                                  "space": SPACE, "fixed": {"dense_units": None, "epochs": 6},
+                                  "search": {"algorithm": "random", "num_samples": num_samples, "seed": seed,
+                                             "max_concurrent": 1}, "scheduler": sched})
+    spec = parse_spec(raw)
+    search_alg, space = searcher_and_space(spec)
+    tuner = tune.Tuner(curve_trainable, param_space={**spec.fixed, **space},
+                       tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", search_alg=search_alg,
+                                                   scheduler=scheduler(spec), num_samples=num_samples,
+                                                   trial_dirname_creator=trial_dirname),
+                       run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0))
+    tuner.fit()
+    uri = os.path.join(tmp_path, name)
+    with open(os.path.join(uri, SPEC_FILE), "w") as f:
+        f.write(spec.to_yaml())
+    return uri
+
+
+@pytest.fixture(scope="module")
+def complete(ray_local, tmp_path_factory, synth_root):
+    return record(tmp_path_factory.mktemp("rec"), synth_root, "complete", {"name": "none"}, 8, seed=1)
+
+
+def test_replaying_a_recorded_configuration_gives_its_curve_exactly(complete, tmp_path):
+    rec = load_recording(complete)
+    exp = load_experiment(complete)
+    points = [{"learning_rate": exp.configs[t]["learning_rate"], "dense_units": exp.configs[t]["dense_units"]}
+              for t in rec.curves]
+    for trial_id, point in zip(rec.curves, points):
+        assert nearest(rec, point) == trial_id
+    from search.replay import replay_trainable
+    from ray.tune.search import BasicVariantGenerator
+    from spaces import to_tune
+    grid = tune.Tuner(tune.with_parameters(replay_trainable, recording=rec),
+                      param_space=to_tune(rec.params.values()),
+                      tune_config=tune.TuneConfig(num_samples=len(points),
+                                                  search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=1)),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    for result in grid:
+        replayed = result.metrics_dataframe
+        recorded = rec.curves[result.metrics["recorded_trial"]]
+        assert list(replayed["val_accuracy"]) == [v for v, _ in recorded]
+        assert list(replayed["epoch_time_s"]) == [s for _, s in recorded]
+
+
+def test_asha_in_replay_stops_what_asha_stopped_in_the_real_run(ray_local, tmp_path, synth_root):
+    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2}
+    uri = record(tmp_path, synth_root, "real-asha", asha, 8, seed=5)
+    exp = load_experiment(uri)
+    really_stopped = set(exp.trials.loc[exp.trials["status"] == "stopped", "trial_id"])
+    assert really_stopped, "the real run must have stopped some trials for this test to mean anything"
+    outcome = replay_once(load_recording(uri), "random", "asha", seed=5, num_samples=8, storage=str(tmp_path))
+    assert set(outcome["stopped_trials"]) == really_stopped
+
+
+def test_replay_compares_strategies_with_compute_figures(complete):
+    runs, summary = replay(complete, ["random", "tpe"], ["none", "asha"], repeats=2, num_samples=6)
+    assert len(runs) == 8
+    assert set(zip(summary["searcher"], summary["scheduler"])) == {
+        ("random", "none"), ("random", "asha"), ("tpe", "none"), ("tpe", "asha")}
+    no_stop = runs[runs["scheduler"] == "none"]
+    assert (no_stop["stopped_early"] == 0).all()
+    rec = load_recording(complete)
+    full = {trial: sum(s for _, s in curve) for trial, curve in rec.curves.items()}
+    for run in runs.itertuples():
+        assert len(run.replayed_trials) == 6
+        whole_curves = sum(full[t] for t in run.replayed_trials)
+        if run.scheduler == "none":  # every replayed epoch counted once
+            assert run.compute_s == pytest.approx(whole_curves)
+        elif run.stopped_early:
+            assert run.compute_s < whole_curves
+    assert (runs["best"] <= rec.best + 1e-12).all()
+    reached = runs.dropna(subset=["compute_to_target_s"])
+    assert (reached["compute_to_target_s"] <= reached["compute_s"]).all()
+    assert summary.attrs["best_recorded"] == rec.best
+
+
+def test_cli_replay_and_its_bad_input(complete, capsys):
+    assert main(["replay", complete, "--searcher", "random", "--scheduler", "asha", "--repeats", "1",
+                 "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["summary"][0]["searcher"] == "random" and len(document["runs"]) == 1
+    assert main(["replay", complete, "--searcher", "bohb"]) == 2
+    assert "--searcher: unknown 'bohb'" in capsys.readouterr().err
+    assert main(["replay", complete + "-nope"]) == 2
+    assert "no such experiment directory" in capsys.readouterr().err
