@@ -88,7 +88,7 @@ def run_known(storage: str, synth_root: str, name: str, points: list[dict], chan
         param_space=deep_merge(deep_merge(spec.fixed, space), data),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
                                     scheduler=scheduler(spec), num_samples=spec.search.num_samples,
-                                    max_concurrent_trials=spec.search.max_concurrent, reuse_actors=False),
+                                    reuse_actors=False),  # the generator limits concurrency itself
         run_config=tune.RunConfig(name=spec.name, storage_path=os.path.abspath(storage),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
                                   failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),

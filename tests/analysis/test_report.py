@@ -102,3 +102,18 @@ def test_bad_input_is_one_line_and_exit_2(known_experiment, tmp_path, capsys, ar
     assert err.startswith("scenetune: error: ") and message in err and err.count("\n") == 1, err
     assert sorted(os.listdir(known_experiment)) == before, "nothing written into the experiment"
     assert os.listdir(busy) == ["notes.txt"] and (busy / "notes.txt").read_text() == "mine"
+
+
+def test_report_of_an_experiment_on_s3(known_experiment, damaged_experiment, moto_s3, tmp_path, monkeypatch,
+                                       capsys):
+    uri = moto_s3(known_experiment, "scenetune/runs/known")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", uri]) == 0  # a remote experiment's report lands in ./report-<name>/
+    table1 = pd.read_csv(tmp_path / "report-known" / "tables" / "table1_by_image_size.csv")
+    assert table1["best_val_accuracy"].tolist() == [0.44, 0.75, 0.79]
+    assert "classification report on the validation split" in (tmp_path / "report-known" / "report.md").read_text()
+    damaged = moto_s3(damaged_experiment, "scenetune/runs/damaged")
+    assert main(["report", damaged, "--out", str(tmp_path / "damaged")]) == 0
+    # pyarrow uploads the empty trial folder as a directory marker: read back, and warned about, with its URI
+    assert f"warning: {damaged}/train_known_empty_00000: empty trial directory" in capsys.readouterr().err
+    assert "1 errored" in (tmp_path / "damaged" / "report.md").read_text()

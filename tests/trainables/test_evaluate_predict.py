@@ -185,3 +185,22 @@ def test_predict_bad_input(evaluated, tmp_path, capsys):
         assert main(["predict"] + args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("scenetune: error: ") and message in err[-1], err
+
+
+def test_evaluate_and_report_an_experiment_on_s3(swept, moto_s3, tmp_path, monkeypatch):
+    import io
+
+    from analysis import storage
+
+    uri = moto_s3(swept, "scenetune/runs/evalme")
+    assert main(["evaluate", uri]) == 0
+    final = storage.join(uri, "final")
+    names = {name for name, _ in storage.list_dir(final)}
+    assert set(FINAL_FILES) | {"gradcam"} <= names
+    predictions = pd.read_csv(io.StringIO(storage.read_text(storage.join(final, "test_predictions.csv"))))
+    split = manifest(swept)
+    assert sorted(predictions["path"]) == sorted(split.loc[split["split"] == "test", "path"])
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", uri]) == 0
+    markdown = (tmp_path / "report-evalme" / "report.md").read_text()
+    assert "classification report on the test split" in markdown and "Figure 2: where the model looks" in markdown
