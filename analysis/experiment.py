@@ -34,6 +34,7 @@ from analysis import storage
 
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
+DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (trainables.datacheck)
 OWN_DIRS = ("final", "report")  # scenetune evaluate / report outputs, not trials
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name")
@@ -53,6 +54,7 @@ class Experiment:
     configs: dict[str, dict]
     spec: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    data_check: dict = field(default_factory=dict)  # bad/converted/skipped files; {} when none recorded
 
     @property
     def metric(self) -> str:
@@ -233,6 +235,9 @@ def load_experiment(uri: str) -> Experiment:
     if "trial_id" in epochs:
         epochs["trial_id"] = epochs["trial_id"].astype(str)
     experiment = Experiment(uri, trials, epochs, configs, spec, notes)
+    check_uri = storage.join(uri, DATA_CHECK_FILE)
+    if storage.exists(check_uri):
+        experiment.data_check = json.loads(storage.read_text(check_uri))
     _add_metric_summaries(experiment)
     for note in notes:
         warnings.warn(note, stacklevel=2)

@@ -46,12 +46,35 @@ def cmd_sweep(args) -> int:
     exp = load_experiment(uri)
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {uri}")
+    print(data_check_line(exp.data_check))
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not exp.epochs.empty and exp.spec.get("objectives"):
         print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"]))
     elif not exp.epochs.empty:
         print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last"))
     return 0
+
+
+def data_check_line(check: dict) -> str:
+    """What the data check left out of an experiment, in one line."""
+    if not check:
+        return "data check: none recorded"
+    bad = check["bad"]
+    named = ", ".join(e["path"] for e in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return (f"data check: {check['images']} images, {len(bad)} bad left out"
+            + (f" ({named}; see split.csv and data_check.json)" if bad else ""))
+
+
+def cmd_data_check(args) -> int:
+    from trainables.datacheck import check_dataset
+
+    def progress(done, total):
+        print(f"checked {done}/{total} files", file=sys.stderr, flush=True)
+
+    categories = args.categories if args.categories in ("all", "seed25") else args.categories.split(",")
+    result = check_dataset(args.root, args.layout, categories, progress=progress if args.format == "text" else None)
+    print(result.to_json() if args.format == "json" else result.format_text())
+    return 1 if result.bad else 0
 
 
 def cmd_best(args) -> int:
@@ -202,6 +225,14 @@ def build_parser() -> Parser:
     s.add_argument("--aspect-jitter", type=float, default=0.0,
                    help="vary width and height independently by up to this fraction")
     s.set_defaults(func=cmd_data_synth)
+    c = data.add_parser("check", help="decode every image once; list bad files (exit 1 if any), conversions, "
+                                      "skipped files and empty categories")
+    c.add_argument("root", help="dataset root")
+    c.add_argument("--layout", choices=["mit67", "folder"], default="mit67",
+                   help="mit67: ROOT/Images/<category>/*; folder: ROOT/<class>/*")
+    c.add_argument("--categories", default="all", help="all, seed25, or a comma-separated list")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_data_check)
     return parser
 
 

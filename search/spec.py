@@ -47,6 +47,8 @@ class DataSpec(Strict):
     root: str
     categories: Literal["all", "seed25"] | list[str] = "all"
     split: SplitSpec = SplitSpec()
+    max_bad_fraction: float = Field(0.01, ge=0, le=1, description="refuse the sweep above this share of "
+                                                                  "undecodable files (the data check)")
 
 
 class SearchSpec(Strict):

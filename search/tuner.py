@@ -8,6 +8,7 @@ imported inside each trial process.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import optuna
@@ -22,10 +23,12 @@ from analysis import storage
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
+from trainables.datacheck import check_dataset, enforce
 from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
 
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
+DATA_CHECK_FILE = "data_check.json"
 
 SAMPLERS = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
@@ -47,6 +50,7 @@ class Prepared:
     experiment: str  # URI of the experiment directory
     manifest_uri: str
     classes: list[str]
+    data_check: object = None  # trainables.datacheck.DataCheck
 
 
 def searcher_and_space(spec: SweepSpec):
@@ -89,21 +93,32 @@ def trainable(spec: SweepSpec):
     return tune.with_resources(get_trainable(spec.trainable), resources)
 
 
+def _progress(done: int, total: int) -> None:
+    print(f"data check: {done}/{total} files", file=sys.stderr, flush=True)
+
+
 def prepare(spec: SweepSpec) -> Prepared:
-    """Refuse an existing name, compute the split once, and write the manifest
-    and the resolved spec into the experiment directory."""
+    """Refuse an existing name, check the data (refusing more than
+    ``data.max_bad_fraction`` bad files), compute the split once, and write
+    the manifest (bad files included, split ``bad``), the data check and the
+    resolved spec into the experiment directory. Nothing is written when it
+    refuses."""
     experiment = spec.experiment_uri
     if storage.exists(experiment):
         raise ExperimentExists(f"name: experiment {spec.name!r} already exists at {experiment}; "
                                "pass --resume to continue it, or choose another name")
     data = spec.data
+    check = check_dataset(data.root, data.dataset, data.categories, progress=_progress)
+    print(check.summary(), file=sys.stderr, flush=True)
+    enforce(check, data.max_bad_fraction)
     split = SplitSpec(**data.split.model_dump())
-    manifest = build_manifest(data.root, data.dataset, data.categories, split)
+    manifest = build_manifest(data.root, data.dataset, data.categories, split, bad=check.bad_reasons())
     manifest_uri = storage.join(experiment, MANIFEST_FILE)
     storage.write_text(manifest_uri, manifest_to_csv(manifest))
+    storage.write_text(storage.join(experiment, DATA_CHECK_FILE), check.to_json())
     storage.write_text(storage.join(experiment, SPEC_FILE), spec.to_yaml())
-    classes = sorted(manifest["label"].unique())
-    return Prepared(spec, experiment, manifest_uri, classes)
+    classes = sorted(manifest.loc[manifest["split"] != "bad", "label"].unique())
+    return Prepared(spec, experiment, manifest_uri, classes, check)
 
 
 def build_tuner(prepared: Prepared) -> tune.Tuner:

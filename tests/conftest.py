@@ -13,6 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decode_cache_dir(tmp_path_factory):
+    """Trials' decode caches (trainables.cache) go to a session folder, not
+    ~/.cache; set before Ray starts so its workers inherit it."""
+    folder = str(tmp_path_factory.mktemp("decode_cache"))
+    os.environ["SCENETUNE_CACHE"] = folder
+    return folder
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     import ray

@@ -9,6 +9,7 @@ import pytest
 @pytest.mark.parametrize("modules", [
     "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec",
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
+    "trainables.decode", "trainables.datacheck", "trainables.cache",
     "analysis.report", "analysis.tables", "analysis.figures", "analysis.importance", "analysis.final",
     "trainables.evaluate", "trainables.predict",
 ])

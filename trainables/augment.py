@@ -4,9 +4,16 @@ Rotation, zoom, width and height shift, shear and horizontal flip are drawn
 per image with ImageDataGenerator's distributions, composed into a single
 3x3 matrix (output pixel -> input pixel, in (x = column, y = row)
 coordinates, the way ``keras.src.legacy.preprocessing.image`` builds it) and
-applied with one bilinear resampling by TensorFlow's
-``ImageProjectiveTransformV3``; brightness multiplies afterwards. One
+applied with one bilinear resampling; brightness multiplies afterwards. One
 resampling instead of one per operation is both faster and sharper.
+
+Two appliers of the same matrices:
+- :func:`warp_uint8`, OpenCV's ``warpAffine`` on uint8 images, for the CPU
+  (tf.data map): about 4x TensorFlow's kernel on 2 cores (benchmarks/pipeline.py);
+- :func:`apply_params`, TensorFlow's ``ImageProjectiveTransformV3`` on float
+  batches, which runs on a GPU: :class:`RandomAffine` wraps it as the model's
+  first layer (active only in training), so a GPU trial's CPU just streams
+  uint8 batches.
 
 Shifts follow the documented meaning (``width_shift_range`` moves the image
 horizontally by a fraction of its width). Keras 3's legacy generator swaps the
@@ -17,11 +24,18 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import keras
+import numpy as np
 import tensorflow as tf
 
 from trainables.config import Augment
 
 FILL_MODES = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT", "wrap": "WRAP"}
+# scipy.ndimage's (ImageDataGenerator's) and TensorFlow's reflect is OpenCV's BORDER_REFLECT (abc|cba).
+CV2_BORDERS = {"nearest": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT,
+               "wrap": cv2.BORDER_WRAP}
+cv2.setNumThreads(1)  # tf.data runs several batches at once; nested thread pools only fight
 
 
 def sample_params(batch, height: int, width: int, augment: Augment) -> dict:
@@ -94,3 +108,62 @@ def random_augment(images: tf.Tensor, augment: Augment) -> tf.Tensor:
     batch = tf.shape(images)[0]
     params = sample_params(batch, images.shape[1], images.shape[2], augment)
     return apply_params(images, params, augment.fill_mode, augment.cval)
+
+
+def warp_uint8(images: np.ndarray, transforms: np.ndarray, brightness: np.ndarray,
+               fill_mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
+    """OpenCV's applier: uint8 ``[batch, h, w, 3]`` warped by ``[batch, 8]``
+    transforms (from :func:`transform_matrices`), then scaled by ``brightness``
+    (rounded and saturated to uint8). Same maps as :func:`apply_params`."""
+    out = np.empty_like(images)
+    height, width = images.shape[1:3]
+    border = CV2_BORDERS[fill_mode]
+    value = (float(cval),) * 3
+    for i in range(len(images)):
+        m = np.append(transforms[i], 1.0).reshape(3, 3)[:2].astype(np.float64)
+        cv2.warpAffine(images[i], m, (width, height), dst=out[i],
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=value)
+        if brightness[i] != 1.0:
+            cv2.convertScaleAbs(out[i], dst=out[i], alpha=float(brightness[i]))
+    return out
+
+
+def random_warp_uint8(images: tf.Tensor, augment: Augment) -> tf.Tensor:
+    """tf.data step: fresh parameters per image (TensorFlow's seeded RNG),
+    applied by OpenCV to a uint8 batch of static height and width."""
+    height, width = images.shape[1], images.shape[2]
+    params = sample_params(tf.shape(images)[0], height, width, augment)
+    def warp(batch, transforms, brightness):
+        return warp_uint8(batch, transforms, brightness, augment.fill_mode, augment.cval)
+
+    warped = tf.numpy_function(warp, [images, transform_matrices(params, height, width), params["brightness"]],
+                               tf.uint8, stateful=False)
+    return tf.ensure_shape(warped, images.shape)
+
+
+@keras.saving.register_keras_serializable("scenetune")
+class RandomAffine(keras.layers.Layer):
+    """The augmentation as a model's first layer: a fresh transform per image
+    in training, the identity (a cast to float32) at inference. On a GPU trial
+    the resampling runs on the GPU and the CPU only streams uint8 batches."""
+
+    def __init__(self, augment: dict | None = None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # resample in float32 under mixed precision too
+        super().__init__(**kwargs)
+        self.augment = Augment.model_validate(augment or {})
+
+    def call(self, images, training=None):
+        images = tf.cast(images, tf.float32)
+        if not training or not self.augment.enabled:
+            return images
+        return random_augment(images, self.augment)
+
+    def apply_fixed(self, images, params: dict):
+        """The same resampling with given parameters (tests compare it with the CPU path)."""
+        return apply_params(tf.cast(images, tf.float32), params, self.augment.fill_mode, self.augment.cval)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "augment": self.augment.model_dump(mode="json")}

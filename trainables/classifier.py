@@ -5,6 +5,12 @@ Contract (DESIGN.md): reads only its config (validated by
 each reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried
 trial resumes from ``ray.tune.get_checkpoint()`` at its next epoch.
 
+Data: the manifest's usable images are decoded once per node and image size
+into the decode cache (:mod:`trainables.cache`, built by the first trial that
+needs it, before the clock of ``train_time_s`` starts) and streamed from it
+as uint8 batches. The augmentation runs on the CPU in the input pipeline, or
+as the model's first layer when the trial has a GPU (``augment_on``).
+
 Per epoch it reports ``epoch, loss, accuracy, val_loss, val_accuracy,
 epoch_time_s, train_time_s, images_per_s`` (plus the parameter counts) and
 checkpoints ``model.keras`` with ``state.json``. The validation predictions of
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 
@@ -28,30 +35,56 @@ from ray import tune
 
 from analysis import storage
 from trainables import device
+from trainables.augment import RandomAffine
+from trainables.cache import open_cache
 from trainables.config import ClassifierConfig
 from trainables.datasets import manifest_from_csv
 from trainables.faults import inject_fault
 from trainables.models import build_classifier
-from trainables.pipeline import make_dataset
+from trainables.pipeline import cached_dataset
 
 PREDICTIONS = "val_predictions.csv"
 
 
-def load_split(cfg: ClassifierConfig, split: str) -> tuple[list[str], list[int], pd.DataFrame]:
-    """Absolute paths and label indices of one split of the experiment's manifest."""
+USABLE_SPLITS = ("train", "val", "test", "unlisted")  # every row but the data check's `bad` ones
+
+
+def read_manifest(cfg: ClassifierConfig) -> pd.DataFrame:
     data = cfg.data
     if data is None:
         raise ValueError("config.data is missing: run trials through `scenetune sweep`")
     if not os.path.isdir(data.root):
         raise FileNotFoundError(f"dataset root {data.root} is missing on node {socket.gethostname()}")
-    manifest = manifest_from_csv(storage.read_text(data.manifest))
+    return manifest_from_csv(storage.read_text(data.manifest))
+
+
+def load_split(cfg: ClassifierConfig, split: str, manifest: pd.DataFrame | None = None,
+               exclude: dict[str, str] | None = None) -> tuple[list[str], list[int], pd.DataFrame]:
+    """Absolute paths and label indices of one split of the experiment's
+    manifest, less the paths in ``exclude`` (``{path: reason}``: files that
+    failed to decode into the cache), each of which is logged."""
+    data = cfg.data
+    manifest = read_manifest(cfg) if manifest is None else manifest
     rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    index = {name: i for i, name in enumerate(data.classes)}
     paths = [os.path.join(data.root, p) for p in rows["path"]]
+    if exclude:
+        keep = [p not in exclude for p in paths]
+        for path in (p for p in paths if p in exclude):
+            print(f"warning: {split} image {path} left out: {exclude[path]}", file=sys.stderr, flush=True)
+        rows = rows[keep].reset_index(drop=True)
+        paths = [p for p, k in zip(paths, keep) if k]
+    index = {name: i for i, name in enumerate(data.classes)}
     missing = [p for p in paths[:1] + paths[-1:] if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"{missing[0]} is missing on node {socket.gethostname()}")
     return paths, [index[label] for label in rows["label"]], rows
+
+
+def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float):
+    """The node's decode cache of every usable image of the manifest at the trial's size."""
+    usable = manifest[manifest["split"].isin(USABLE_SPLITS)]
+    paths = [os.path.join(cfg.data.root, p) for p in usable["path"]]
+    return open_cache(paths, cfg.image_size, cfg.cache_dir, workers=max(2, int(cpus)))
 
 
 def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -103,12 +136,12 @@ class TuneReporter(keras.callbacks.Callback):
         inject_fault(self.cfg.debug_fault, epoch + 1, before_report=False)
 
 
-def restore(cfg: ClassifierConfig, num_classes: int) -> tuple[keras.Model, int, float]:
+def restore(cfg: ClassifierConfig, num_classes: int, augment_in_model: bool) -> tuple[keras.Model, int, float]:
     """The model, epochs done and training time so far: from the trial's
     checkpoint when Tune retries or resumes it, else a fresh build."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return build_classifier(cfg, num_classes), 0, 0.0
+        return build_classifier(cfg, num_classes, augment_in_model), 0, 0.0
     with checkpoint.as_directory() as folder:
         model = keras.models.load_model(os.path.join(folder, "model.keras"))
         with open(os.path.join(folder, "state.json")) as f:
@@ -116,15 +149,28 @@ def restore(cfg: ClassifierConfig, num_classes: int) -> tuple[keras.Model, int, 
     return model, state["epoch"], state["train_time_s"]
 
 
+def augments_in_model(cfg: ClassifierConfig, gpus: float) -> bool:
+    """Where this trial's augmentation runs: in the model on a GPU trial
+    (``augment_on: auto``), else in the input pipeline."""
+    if cfg.augment_on == "auto":
+        import tensorflow as tf
+        return gpus > 0 and bool(tf.config.list_physical_devices("GPU"))
+    return cfg.augment_on == "model"
+
+
 def train_classifier(config: dict) -> None:
     cfg = ClassifierConfig.model_validate(config)
-    device.configure(cfg.seed, cfg.mixed_precision, tune.get_context())
-    train_paths, train_labels, _ = load_split(cfg, "train")
-    val_paths, val_labels, val_rows = load_split(cfg, "val")
-    train_ds = make_dataset(train_paths, train_labels, cfg.image_size, cfg.batch_size, cfg.augment,
-                            shuffle=True, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer)
-    val_ds = make_dataset(val_paths, val_labels, cfg.image_size, cfg.batch_size)
-    model, done, train_time = restore(cfg, len(cfg.data.classes))
+    applied = device.configure(cfg.seed, cfg.mixed_precision, tune.get_context())
+    manifest = read_manifest(cfg)
+    cache = open_image_cache(cfg, manifest, applied["cpus"])
+    train_paths, train_labels, _ = load_split(cfg, "train", manifest, cache.failed)
+    val_paths, val_labels, val_rows = load_split(cfg, "val", manifest, cache.failed)
+    model, done, train_time = restore(cfg, len(cfg.data.classes), augments_in_model(cfg, applied["gpus"]))
+    # A restored model decides: it augments if it was built with the layer.
+    in_model = any(isinstance(layer, RandomAffine) for layer in model.layers)
+    train_ds = cached_dataset(cache, train_paths, train_labels, cfg.batch_size,
+                              None if in_model else cfg.augment, shuffle=True, seed=cfg.seed)
+    val_ds = cached_dataset(cache, val_paths, val_labels, cfg.batch_size)
     if cfg.jit_compile:
         model.jit_compile = True
     reporter = TuneReporter(cfg, val_ds, val_rows, val_labels, len(train_paths), train_time)

@@ -97,7 +97,11 @@ class ClassifierConfig(Strict):
     cnn_filters: int = Field(32, ge=1, description="basic_cnn only: filters of the first block")
     augment: Augment = Augment()
     seed: int = 0
-    shuffle_buffer: int = Field(2048, ge=1)
+    shuffle_buffer: int = Field(2048, ge=1, description="make_dataset only; the cache feed shuffles whole splits")
+    cache_dir: str | None = Field(None, description="node-local decode cache; default $SCENETUNE_CACHE "
+                                                    "or ~/.cache/scenetune")
+    augment_on: Literal["auto", "cpu", "model"] = Field(
+        "auto", description="auto: in the model on a GPU trial, else on the CPU (tf.data map)")
     mixed_precision: Literal["float32", "float16", "bfloat16"] = "float32"
     jit_compile: bool = False
     debug_fault: DebugFault | None = None

@@ -10,7 +10,8 @@ Layouts:
 The manifest is a table with one row per image: ``path`` (relative to the
 dataset root, ``/``-separated), ``label`` (the category name) and ``split``
 (``train``, ``val``, ``test``; ``unlisted`` for mit67 images that neither
-official list names, kept visible rather than silently dropped).
+official list names, kept visible rather than silently dropped; ``bad`` for
+files the data check could not decode, with the ``reason`` column saying why).
 """
 
 from __future__ import annotations
@@ -143,19 +144,32 @@ def official_split(root: str, images: pd.DataFrame, split: SplitSpec) -> pd.Data
 
 
 def build_manifest(root: str, layout: str = "mit67", categories="all",
-                   split: SplitSpec | None = None) -> pd.DataFrame:
-    """The experiment's manifest: every image with its label and split."""
+                   split: SplitSpec | None = None, bad: dict[str, str] | None = None) -> pd.DataFrame:
+    """The experiment's manifest: every image with its label and split.
+
+    ``bad`` (``{path: reason}``, from the data check): those files are split
+    over no set; they follow the others with split ``bad`` and a ``reason``.
+    """
     split = split or SplitSpec()
     images = list_images(root, layout, categories)
+    if bad:
+        flagged = images["path"].isin(bad)
+        bad_rows = images[flagged].assign(split="bad", reason=lambda f: f["path"].map(bad))
+        images = images[~flagged].reset_index(drop=True)
     if split.official:
         if layout != "mit67":
             raise DatasetError("data.split.official: only the mit67 layout has official lists")
-        return official_split(root, images, split)
-    return stratified_split(images, split)
+        manifest = official_split(root, images, split)
+    else:
+        manifest = stratified_split(images, split)
+    if bad:
+        manifest = pd.concat([manifest.assign(reason=""), bad_rows], ignore_index=True)
+    return manifest
 
 
 def manifest_to_csv(manifest: pd.DataFrame) -> str:
-    return manifest[["path", "label", "split"]].to_csv(index=False)
+    columns = ["path", "label", "split"] + (["reason"] if "reason" in manifest else [])
+    return manifest[columns].to_csv(index=False)
 
 
 def manifest_from_csv(text: str) -> pd.DataFrame:

@@ -102,7 +102,8 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
     from trainables.classifier import predictions_frame
     from trainables.gradcam import save_overlay
     from trainables.gradcam import gradcam as grad_cam
-    from trainables.pipeline import decode_resize, make_dataset
+    from trainables.decode import load_resized
+    from trainables.pipeline import make_dataset
 
     device.configure(cfg.seed, cfg.mixed_precision)
     epochs = int(trial["epochs"])
@@ -125,9 +126,8 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         chosen = _pick_gradcam(labels, probs, gradcam_per_kind)
         cams = []
         if chosen:
-            import tensorflow as tf
-
-            images = np.stack([decode_resize(tf.constant(test_paths[i]), cfg.image_size).numpy() for i in chosen])
+            # the pipeline's own decode (trainables.decode), one image at a time: a handful of them
+            images = np.stack([load_resized(test_paths[i], cfg.image_size).astype(np.float32) for i in chosen])
             heatmaps, _ = grad_cam(model, images)
             scale = max(1, GRADCAM_SCALE_TO // cfg.image_size)
             for n, (i, image, heatmap) in enumerate(zip(chosen, images, heatmaps)):

@@ -1,6 +1,6 @@
 """The classifier: backbone (from the registry) + the report's head.
 
-``inputs (0-255) -> Rescaling -> backbone (BatchNorm in inference mode) ->
+``inputs (0-255) -> [RandomAffine, training only] -> Rescaling -> backbone (BatchNorm in inference mode) ->
 global pooling -> dropout -> dense(units, activation) -> softmax``.
 """
 
@@ -22,13 +22,19 @@ def set_trainable_layers(backbone: keras.Model, k: int) -> None:
         layer.trainable = i >= cut
 
 
-def build_classifier(cfg: ClassifierConfig, num_classes: int) -> keras.Model:
+def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: bool = False) -> keras.Model:
+    """``augment_in_model``: the augmentation runs as the model's first layer
+    (on the model's device) instead of in the input pipeline."""
     spec = get_backbone(cfg.backbone)
     base = build_backbone(cfg.backbone, cfg.image_size, cfg.effective_weights, cfg.cnn_blocks, cfg.cnn_filters)
     if spec.pretrained:
         set_trainable_layers(base, cfg.trainable_layers)
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(inputs)
+    x = inputs
+    if augment_in_model and cfg.augment.enabled:
+        from trainables.augment import RandomAffine  # TensorFlow ops: imported only when used
+        x = RandomAffine(cfg.augment.model_dump(mode="json"), name="augment")(x)
+    x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(x)
     # Fine-tuning pretrained weights: training=False keeps BatchNorm on its
     # moving statistics even in unfrozen layers, which a small dataset would
     # wreck. A backbone trained from scratch needs BatchNorm to learn them.

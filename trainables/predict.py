@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 
 from trainables.datasets import IMAGE_EXTENSIONS
@@ -76,19 +75,16 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _decode(path: str, image_size: int):
-    """The image as the model takes it, or the reason it cannot be read."""
-    import tensorflow as tf
+    """The image as the model takes it (the pipeline's own decode), or the
+    reason it cannot be read."""
+    import numpy as np
 
-    from trainables.pipeline import decode_resize
+    from trainables.decode import UndecodableImage, load_resized
 
     try:
-        return decode_resize(tf.constant(path), image_size).numpy(), None
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as e:
-        # TensorFlow prefixes the op's name ("{{function_node ...}}"): keep the words meant for people.
-        reason = re.sub(r"\{\{.*?\}\}\s*", "", e.message or type(e).__name__).strip().splitlines()[0]
-        return None, f"cannot decode: {reason[:160]}"
-    except OSError as e:
-        return None, f"cannot read: {e}"
+        return load_resized(path, image_size).astype(np.float32), None
+    except UndecodableImage as e:
+        return None, str(e)
 
 
 def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str | None = None,
