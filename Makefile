@@ -22,6 +22,8 @@ data/synth/Images: | $(STAMP)
 demo: $(STAMP) data/synth/Images
 	$(BIN)/scenetune sweep sweeps/quickstart.yaml --name $(DEMO_NAME)
 	$(BIN)/scenetune best results/$(DEMO_NAME) --top 3
+	$(BIN)/scenetune evaluate results/$(DEMO_NAME)
+	$(BIN)/scenetune report results/$(DEMO_NAME)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

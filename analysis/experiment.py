@@ -9,8 +9,13 @@ directory) are skipped with a warning naming the file, never a crash.
 
 ``trials``: one row per trial: ``trial_id``, ``status`` (``completed``,
 ``stopped`` early by the scheduler, ``errored``, ``running``, ``pending``),
-``epochs`` run, ``failures``, ``error``, ``config/<dotted key>`` columns, and
-``last_<metric>`` / ``best_<metric>`` columns for the experiment's metric.
+``epochs`` run, ``planned_epochs`` (the trial's ``epochs``, capped by ASHA's
+``max_t``), ``stopped_at_rung`` (the ASHA rung, in epochs, that stopped a
+``stopped`` trial), ``failures``, ``error``, ``wall_time_s`` (first start to
+last result, from the experiment state), ``time_total_s`` and
+``train_time_s`` (Ray's and the trainable's clocks at the last epoch),
+``config/<dotted key>`` columns, and ``last_<metric>`` for every numeric
+metric and ``best_<metric>`` for the experiment's metric.
 ``epochs``: one row per trial-epoch with every reported metric.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -29,6 +35,7 @@ from analysis import storage
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (trainables.datacheck)
+OWN_DIRS = ("final", "report")  # scenetune evaluate / report outputs, not trials
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name")
 TUNE_STATUS = {"TERMINATED": "completed", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
@@ -57,6 +64,34 @@ class Experiment:
     def mode(self) -> str:
         return self.spec.get("mode", "max")
 
+    @property
+    def name(self) -> str:
+        return self.spec.get("name") or self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def rungs(self) -> list[int]:
+        """ASHA's rungs (epochs at which it may stop a trial), ascending; [] without ASHA."""
+        return asha_rungs(self.spec.get("scheduler") or {})
+
+    @property
+    def errored(self) -> pd.DataFrame:
+        """The errored trials with their error line."""
+        if self.trials.empty:
+            return self.trials
+        return self.trials.loc[self.trials["status"] == "errored", ["trial_id", "trial_dir", "epochs", "failures",
+                                                                     "error"]]
+
+
+def asha_rungs(scheduler: dict) -> list[int]:
+    """The milestones of Ray Tune's ``ASHAScheduler`` (one bracket) for the
+    spec's ``scheduler`` block: ``grace_period * reduction_factor**k`` below
+    ``max_t``, computed as ``ray.tune.schedulers.async_hyperband`` does."""
+    if scheduler.get("name") != "asha" or not scheduler.get("max_t"):
+        return []
+    max_t, grace, factor = scheduler["max_t"], scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4)
+    count = int(math.log(max_t / grace) / math.log(factor) + 1)
+    return sorted(int(round(grace * factor ** k)) for k in range(count))
+
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
     out = {}
@@ -69,9 +104,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _read_results(trial_uri: str, notes: list[str]) -> list[dict]:
+def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[dict]:
     result_uri = storage.join(trial_uri, "result.json")
-    if storage.exists(result_uri):
+    if "result.json" in entries:
         rows = []
         lines = storage.read_text(result_uri).splitlines()
         for number, line in enumerate(lines, 1):
@@ -83,7 +118,7 @@ def _read_results(trial_uri: str, notes: list[str]) -> list[dict]:
                 notes.append(f"{result_uri}: line {number} is not valid JSON (truncated?); skipped")
         return rows
     progress_uri = storage.join(trial_uri, "progress.csv")
-    if storage.exists(progress_uri):
+    if "progress.csv" in entries:
         notes.append(f"{result_uri}: missing; read {progress_uri} instead")
         try:
             return pd.read_csv(io.StringIO(storage.read_text(progress_uri))).to_dict("records")
@@ -93,7 +128,8 @@ def _read_results(trial_uri: str, notes: list[str]) -> list[dict]:
 
 
 def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
-    """trial_id -> {status, failures, error_file} from the newest state file."""
+    """trial_id -> {tune_status, failures, error_file, wall_time_s, dir} from
+    the newest state file."""
     names = [name for name, is_dir in storage.list_dir(uri)
              if not is_dir and name.startswith("experiment_state-") and name.endswith(".json")]
     if not names:
@@ -108,9 +144,12 @@ def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
     out = {}
     for trial_json, runtime_json in state.get("trial_data", []):
         trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        started, last = runtime.get("start_time"), runtime.get("last_result_time")
         out[trial["trial_id"]] = {"tune_status": trial.get("status"),
                                   "failures": runtime.get("num_failures", 0),
-                                  "error_file": runtime.get("error_filename")}
+                                  "error_file": runtime.get("error_filename"),
+                                  "wall_time_s": last - started if started and last else None,
+                                  "dir": trial.get("relative_logdir")}
     return out
 
 
@@ -124,6 +163,20 @@ def _status(tune_status: str | None, has_error: bool, epochs: int, planned: int 
     return TUNE_STATUS.get(tune_status, tune_status.lower())
 
 
+def _planned_epochs(config: dict, scheduler: dict) -> int | None:
+    """What a trial would run unstopped: its ``epochs``, capped by ASHA's ``max_t``."""
+    planned = config.get("epochs")
+    if planned is not None and scheduler.get("name") == "asha" and scheduler.get("max_t"):
+        planned = min(int(planned), int(scheduler["max_t"]))
+    return planned
+
+
+def _stopped_at(status: str, epochs: int, rungs: list[int]) -> int | None:
+    """The rung a stopped trial reached last: ASHA decides at a rung's epoch."""
+    reached = [r for r in rungs if r <= epochs]
+    return reached[-1] if status == "stopped" and reached else None
+
+
 def load_experiment(uri: str) -> Experiment:
     """Read every trial of the experiment at ``uri`` (a path or ``s3://`` URI)."""
     uri = storage.normalize(uri)
@@ -131,11 +184,14 @@ def load_experiment(uri: str) -> Experiment:
         raise ExperimentError(f"{uri}: no such experiment directory")
     notes: list[str] = []
     spec_uri = storage.join(uri, SPEC_FILE)
-    spec = yaml.safe_load(storage.read_text(spec_uri)) if storage.exists(spec_uri) else {}
+    spec = (yaml.safe_load(storage.read_text(spec_uri)) if storage.exists(spec_uri) else {}) or {}
+    scheduler = spec.get("scheduler") or {}
+    rungs = asha_rungs(scheduler)
     states = _trial_states(uri, notes)
-    trial_rows, epoch_frames, configs = [], [], {}
+    by_dir = {state["dir"]: trial_id for trial_id, state in states.items() if state.get("dir")}
+    trial_rows, epoch_rows, configs = [], [], {}
     for name, is_dir in storage.list_dir(uri):
-        if not is_dir or name.startswith("."):
+        if not is_dir or name.startswith(".") or name in OWN_DIRS:
             continue
         trial_uri = storage.join(uri, name)
         entries = {n for n, _ in storage.list_dir(trial_uri)}
@@ -143,35 +199,42 @@ def load_experiment(uri: str) -> Experiment:
             if not entries:
                 notes.append(f"{trial_uri}: empty trial directory; skipped")
             continue
-        results = _read_results(trial_uri, notes)
+        results = _read_results(trial_uri, entries, notes)
         config = {}
         if "params.json" in entries:
             config = json.loads(storage.read_text(storage.join(trial_uri, "params.json")))
         elif results and isinstance(results[0].get("config"), dict):
             config = results[0]["config"]
-        trial_id = str(results[0]["trial_id"]) if results else name.split("_")[1] if "_" in name else name
+        trial_id = str(results[0]["trial_id"]) if results else by_dir.get(name) or _id_from_dirname(name)
         configs[trial_id] = config
         state = states.get(trial_id, {})
-        epochs = pd.DataFrame([{k: v for k, v in r.items() if k not in IGNORED_RESULT_KEYS} for r in results])
-        if not epochs.empty:
-            epochs["trial_id"] = trial_id
-            epoch_frames.append(epochs)
-        planned = config.get("epochs")
-        row = {"trial_id": trial_id, "trial_dir": name,
-               "status": _status(state.get("tune_status"), "error.txt" in entries, len(results), planned),
-               "epochs": len(results), "failures": state.get("failures", 0),
-               "error": _first_error_line(trial_uri) if "error.txt" in entries else None}
+        for r in results:  # one frame at the end: far faster than a frame per trial
+            row = {k: v for k, v in r.items() if k not in IGNORED_RESULT_KEYS}
+            row["trial_id"] = trial_id
+            epoch_rows.append(row)
+        status = _status(state.get("tune_status"), "error.txt" in entries, len(results),
+                         _planned_epochs(config, scheduler))
+        row = {"trial_id": trial_id, "trial_dir": name, "status": status, "epochs": len(results),
+               "planned_epochs": _planned_epochs(config, scheduler),
+               "stopped_at_rung": _stopped_at(status, len(results), rungs),
+               "failures": state.get("failures", 0),
+               "error": _first_error_line(trial_uri) if "error.txt" in entries else None,
+               "wall_time_s": state.get("wall_time_s")}
         row.update({f"config/{k}": v for k, v in _flatten(config).items() if not k.startswith("data.")})
         if results:
             last = results[-1]
             for key in ("time_total_s", "train_time_s"):
                 row[key] = last.get(key)
+            if row["wall_time_s"] is None:
+                row["wall_time_s"] = last.get("time_total_s")
         trial_rows.append(row)
     if not trial_rows:
         notes.append(f"{uri}: no trials found")
     trials = pd.DataFrame(trial_rows)
-    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame()
-    experiment = Experiment(uri, trials, epochs, configs, spec or {}, notes)
+    epochs = pd.DataFrame(epoch_rows)
+    if "trial_id" in epochs:
+        epochs["trial_id"] = epochs["trial_id"].astype(str)
+    experiment = Experiment(uri, trials, epochs, configs, spec, notes)
     check_uri = storage.join(uri, DATA_CHECK_FILE)
     if storage.exists(check_uri):
         experiment.data_check = json.loads(storage.read_text(check_uri))
@@ -179,6 +242,12 @@ def load_experiment(uri: str) -> Experiment:
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return experiment
+
+
+def _id_from_dirname(name: str) -> str:
+    """``<trainable>_<id>_...`` -> ``<id>``: a guess for a trial the state file does not list."""
+    parts = name.split("_")
+    return parts[1] if len(parts) > 1 else name
 
 
 def _first_error_line(trial_uri: str) -> str:

@@ -89,5 +89,6 @@ def download_dir(uri: str, local_dir: str) -> str:
     if not is_remote(uri):
         return normalize(uri)
     fs, path = resolve(uri)
+    os.makedirs(local_dir, exist_ok=True)  # pyarrow copies files into it but does not create it
     pafs.copy_files(path, local_dir, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return local_dir

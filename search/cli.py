@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -24,10 +25,14 @@ class Parser(argparse.ArgumentParser):
 def _bad_input_types():
     """Exceptions that mean the user's input is wrong (imported lazily)."""
     from analysis.experiment import ExperimentError
+    from analysis.report import ReportError
     from search.replay import ReplayError
     from search.spec import SpecError
     from trainables.datasets import DatasetError
-    return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError)
+    from trainables.evaluate import EvaluationError
+    from trainables.predict import PredictError
+    return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
+            ReportError, EvaluationError, PredictError)
 
 
 def cmd_sweep(args) -> int:
@@ -83,6 +88,39 @@ def cmd_best(args) -> int:
         return 0
     entries = best_trials(exp, metric, mode, args.scope, args.top)
     print(format_best(entries, args.format, metric, mode, args.scope))
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr if message.startswith("warning:") else sys.stdout, flush=True)
+
+
+def cmd_report(args) -> int:
+    from analysis.report import write_report
+
+    write_report(args.experiment, args.out, args.by, progress=_progress)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainables.evaluate import evaluate_experiment  # TensorFlow: imported only by this command
+
+    evaluate_experiment(args.experiment, retrain=args.retrain, progress=_progress)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainables.predict import PredictError, format_result, predict_images
+
+    result = predict_images(args.model, args.images, args.top, args.gradcam,
+                            progress=lambda m: print(m, file=sys.stderr))
+    for path, reason in result.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not result.predictions:
+        raise PredictError(f"no readable image among {len(args.images)} input(s)")
+    print(format_result(result, args.format))
     return 0
 
 
@@ -142,6 +180,26 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=int, default=1, help="how many trials to show")
     p.add_argument("--format", choices=["text", "json", "yaml"], default="text")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("report", help="tables, figures and report.html of an experiment, from its logs")
+    p.add_argument("experiment", help="experiment directory (path or s3://...)")
+    p.add_argument("--out", help="report folder (default: EXPERIMENT/report, or ./report-NAME for remote ones)")
+    p.add_argument("--by", help="Table 1's parameter (default: image_size)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("evaluate", help="evaluate the best trial once on the test split (writes EXPERIMENT/final)")
+    p.add_argument("experiment", help="experiment directory (path or s3://...)")
+    p.add_argument("--retrain", action="store_true",
+                   help="fit the best config afresh on train + validation instead of using its checkpoint")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify new images with a saved model")
+    p.add_argument("model", help="model.keras, or a folder holding one (EXPERIMENT/final)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    p.add_argument("--gradcam", metavar="OUT_DIR", help="write Grad-CAM overlays here")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("replay", help="compare search strategies by replaying a finished experiment's curves")
     p.add_argument("experiment", help="a finished classifier experiment (path or s3://...)")

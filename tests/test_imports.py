@@ -10,6 +10,8 @@ import pytest
     "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec",
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
     "trainables.decode", "trainables.datacheck", "trainables.cache",
+    "analysis.report", "analysis.tables", "analysis.figures", "analysis.importance", "analysis.final",
+    "trainables.evaluate", "trainables.predict",
 ])
 def test_import_does_not_load_tensorflow_or_keras(modules):
     code = (f"import sys, {modules}\n"

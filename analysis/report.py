@@ -1,0 +1,104 @@
+"""``scenetune report``: an experiment's report, regenerated from its logs.
+
+Writes into ``out_dir`` (default ``EXPERIMENT/report/``; ``./report-<name>/``
+for a remote experiment): each table as ``tables/<stem>.csv``, ``.md`` and
+``.tex``, each figure as ``figures/<name>.png``, ``report.md`` and
+``report.html`` (one self-contained page, images embedded as data URIs).
+Only the report folder's own files are written: an existing ``out_dir``
+that holds anything but an earlier report is refused.
+
+The report is built from :class:`~analysis.section.Section` lists: first an
+account of the experiment (trials, early stops, errors, compute, the best
+configuration, warnings), then the part of the experiment's trainable, from
+``SECTIONS`` (``trainable name -> (experiment, out_dir, **options) ->
+list[Section]``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from typing import Callable
+
+from analysis import storage
+from analysis.account import overview_section
+from analysis.classifier_report import classifier_sections
+from analysis.experiment import Experiment, ExperimentError, load_experiment
+from analysis.render import render_html, render_markdown, write_tables
+from analysis.section import Section
+
+SECTIONS: dict[str, Callable[..., list[Section]]] = {
+    "classifier": classifier_sections,
+}
+
+
+class ReportError(ValueError):
+    """Bad input to ``scenetune report``."""
+
+
+def default_out_dir(exp_uri: str, name: str) -> str:
+    if storage.is_remote(exp_uri):
+        return os.path.abspath(f"report-{name}")
+    return os.path.join(storage.normalize(exp_uri), "report")
+
+
+def _check_out_dir(out_dir: str) -> None:
+    if storage.is_remote(out_dir):
+        raise ReportError(f"--out: {out_dir}: the report is written to a local folder")
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise ReportError(f"--out: {out_dir} is a file, not a folder")
+        if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "report.html")):
+            raise ReportError(f"--out: {out_dir} holds other files (no earlier report.html); "
+                              "choose an empty or new folder")
+
+
+def build_sections(exp: Experiment, out_dir: str, by: str | None = None) -> list[Section]:
+    trainable = exp.spec.get("trainable", "classifier")
+    if trainable not in SECTIONS:
+        raise ReportError(f"{exp.uri}: no report for trainable {trainable!r}; known: {', '.join(SECTIONS)}")
+    builder = SECTIONS[trainable]
+    options = {}
+    if by is not None:
+        if "by" not in inspect.signature(builder).parameters:
+            raise ReportError(f"--by: the {trainable} report has no table by parameter")
+        options["by"] = by
+    return [overview_section(exp)] + builder(exp, out_dir, **options)
+
+
+def write_report(uri: str, out_dir: str | None = None, by: str | None = None,
+                 progress: Callable[[str], None] = lambda message: None) -> str:
+    """Write the report of the experiment at ``uri``; returns ``report.html``'s path."""
+    progress(f"reading {uri}")
+    with warnings.catch_warnings():  # the notes are kept in exp.warnings and shown in the report
+        warnings.simplefilter("ignore")
+        exp = load_experiment(uri)
+    if exp.trials.empty:
+        raise ExperimentError(f"{exp.uri}: no trials to report on")
+    if exp.epochs.empty or f"last_{exp.metric}" not in exp.trials:
+        raise ExperimentError(f"{exp.uri}: no trial has reported {exp.metric} yet")
+    if by is not None and f"config/{by}" not in exp.trials:
+        from analysis.tables import parameter_names
+
+        raise ReportError(f"--by: {by!r} is not a parameter of this experiment; "
+                          f"known: {', '.join(parameter_names(exp))}")
+    out_dir = os.path.abspath(out_dir or default_out_dir(exp.uri, exp.name))
+    _check_out_dir(out_dir)
+    for note in exp.warnings:  # after the checks: bad input stays one line
+        progress(f"warning: {note}")
+    os.makedirs(out_dir, exist_ok=True)
+    progress(f"drawing tables and figures of {len(exp.trials)} trials")
+    sections = build_sections(exp, out_dir, by)
+    write_tables(sections, os.path.join(out_dir, "tables"))
+    title = f"scenetune report: {exp.name}"
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write(render_markdown(title, sections, out_dir))
+    html_path = os.path.join(out_dir, "report.html")
+    with open(html_path, "w", encoding="utf-8") as f:
+        f.write(render_html(title, sections))
+    progress(f"report: {html_path}")
+    return html_path
+
+
+__all__ = ["SECTIONS", "ReportError", "write_report", "build_sections", "default_out_dir"]

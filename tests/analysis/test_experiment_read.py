@@ -1,0 +1,48 @@
+"""Reading real Ray Tune experiment directories: ASHA's rungs, statuses,
+wall time, and damaged inputs that warn instead of crashing."""
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler
+
+from analysis import load_experiment
+from analysis.experiment import asha_rungs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("max_t, grace, factor", [(6, 1, 2), (4, 1, 2), (20, 2, 3), (50, 1, 3), (100, 5, 4)])
+def test_rungs_are_ray_asha_milestones(max_t, grace, factor):
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace,
+                              reduction_factor=factor)
+    ray_milestones = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+    assert asha_rungs({"name": "asha", "max_t": max_t, "grace_period": grace,
+                       "reduction_factor": float(factor)}) == ray_milestones
+    assert asha_rungs({"name": "none"}) == []
+
+
+def test_known_experiment_reads_every_trial_and_epoch(known_experiment):
+    exp = load_experiment(known_experiment)
+    assert exp.warnings == []
+    assert len(exp.trials) == 7 and (exp.trials["status"] == "completed").all()
+    assert len(exp.epochs) == 14
+    by_config = exp.trials.set_index(["config/backbone", "config/image_size", "config/seed"])
+    assert by_config.loc[("mobilenet_v2", 224, 0), "train_time_s"] == 746.0
+    assert by_config.loc[("mobilenet_v2", 50, 1), "last_val_accuracy"] == 0.40
+    assert (exp.trials["wall_time_s"] > 0).all()  # from the experiment state: first start to last result
+    assert (exp.trials["wall_time_s"] >= exp.trials["time_total_s"] - 1).all()
+
+
+def test_damaged_experiment_statuses_rungs_and_warnings(damaged_experiment):
+    with pytest.warns(UserWarning) as caught:
+        exp = load_experiment(damaged_experiment)
+    messages = [str(w.message) for w in caught]
+    assert any("result.json: line 2 is not valid JSON (truncated?)" in m for m in messages), messages
+    assert any("train_known_empty_00000: empty trial directory; skipped" in m for m in messages), messages
+    assert exp.rungs == [1, 2, 4]
+    trials = exp.trials.set_index("config/seed")
+    assert trials.loc[10, "status"] == "completed" and trials.loc[10, "epochs"] == 4
+    assert trials.loc[11, "status"] == "stopped" and trials.loc[11, "stopped_at_rung"] == 1
+    assert trials.loc[11, "planned_epochs"] == 4
+    assert trials.loc[12, "status"] == "errored" and trials.loc[12, "epochs"] == 1  # one line lost to the cut
+    assert "known failure at epoch 3" in trials.loc[12, "error"]
+    assert list(exp.errored["trial_id"]) == [trials.loc[12, "trial_id"]]
