@@ -20,6 +20,7 @@ from analysis.best import best_trials
 from analysis.experiment import Experiment
 from analysis.final import read_final
 from analysis.importance import param_importances
+from analysis.search_report import pareto_section, progressive_section
 from analysis.section import Section
 from analysis.tables import classification_table, model_summary, table_by
 
@@ -34,21 +35,33 @@ def best_val_predictions(exp: Experiment, trial_id: str) -> pd.DataFrame | None:
     return pd.read_csv(io.StringIO(storage.read_text(uri)), dtype={"path": str, "true": str, "predicted": str})
 
 
-def classifier_sections(exp: Experiment, out_dir: str, by: str = "image_size") -> list[Section]:
+def default_by(exp: Experiment) -> str | None:
+    """Table 1's parameter: the image size as in the seed report, else the
+    first searched parameter, else the first that varies at all."""
+    names = [c.removeprefix("config/") for c in exp.trials.columns if c.startswith("config/")]
+    searched = [k for k in (exp.spec.get("space") or {}) if k in names]
+    varying = [n for n in names if exp.trials[f"config/{n}"].astype(str).nunique() > 1]
+    for candidate in (["image_size"] if "image_size" in names else []) + searched + varying:
+        return candidate
+    return None
+
+
+def classifier_sections(exp: Experiment, out_dir: str, by: str | None = None) -> list[Section]:
     final = read_final(exp.uri)
     best = best_trials(exp)[0]
     best_id = best["trial_id"]
     fig_dir = os.path.join(out_dir, "figures")
     sections = []
 
-    table1 = table_by(exp, by, final)
-    sections.append(Section(
-        f"Table 1: {exp.metric} and training time by {by}",
-        f"For each value of `{by}`: the best trial's `{exp.metric}` at its last epoch"
-        + (" and its accuracy on the test split (for the trial that was evaluated)" if final else "")
-        + ", its training time (fit time summed over its epochs, in seconds), the mean and standard deviation of "
-        f"`{exp.metric}` over the trials with that value, and how many there were.",
-        tables={f"table1_by_{by}": table1}))
+    by = by or default_by(exp)
+    if by is not None:
+        sections.append(Section(
+            f"Table 1: {exp.metric} and training time by {by}",
+            f"For each value of `{by}`: the best trial's `{exp.metric}` at its last epoch"
+            + (" and its accuracy on the test split (for the trial that was evaluated)" if final else "")
+            + ", its training time (fit time summed over its epochs, in seconds), the mean and standard deviation "
+            f"of `{exp.metric}` over the trials with that value, and how many there were.",
+            tables={f"table1_by_{by}": table_by(exp, by, final)}))
 
     sections.append(Section(
         "Table 2: the best trial of each model",
@@ -104,6 +117,8 @@ def classifier_sections(exp: Experiment, out_dir: str, by: str = "image_size") -
     else:
         sections.append(Section("Hyperparameter importance",
                                 "Too few trials, or no searched parameter that varies, to measure importance."))
+
+    sections += pareto_section(exp, out_dir) + progressive_section(exp, out_dir)
 
     if final is not None:
         cams = final.metrics.get("gradcam", [])

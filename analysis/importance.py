@@ -35,7 +35,9 @@ def _distributions(exp: Experiment, trials: pd.DataFrame) -> dict[str, optuna.di
         return out
     out = {}
     for column in trials.columns:
-        if not column.startswith("config/") or trials[column].nunique(dropna=True) < 2:
+        if not column.startswith("config/") or trials[column].map(lambda v: isinstance(v, (list, dict))).any():
+            continue  # list values (progressive_resize...) are settings, not searched parameters
+        if trials[column].nunique(dropna=True) < 2:
             continue
         values = trials[column].dropna()
         key = column.removeprefix("config/")

@@ -184,7 +184,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("report", help="tables, figures and report.html of an experiment, from its logs")
     p.add_argument("experiment", help="experiment directory (path or s3://...)")
     p.add_argument("--out", help="report folder (default: EXPERIMENT/report, or ./report-NAME for remote ones)")
-    p.add_argument("--by", help="Table 1's parameter (default: image_size)")
+    p.add_argument("--by", help="Table 1's parameter (default: image_size, else the first searched one)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="evaluate the best trial once on the test split (writes EXPERIMENT/final)")

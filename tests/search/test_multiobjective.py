@@ -2,6 +2,7 @@
 `scenetune best` prints a true Pareto set."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -67,3 +68,11 @@ def test_multi_objective_sweep_prints_a_true_pareto_set(ray_local, make_spec, ca
     assert set(printed) == front, "every non-dominated trial is printed, and only those"
     assert main(["best", uri]) == 0
     assert capsys.readouterr().out.startswith("Pareto set of")
+
+    from analysis.report import write_report
+    import pandas as pd
+    html = write_report(uri)
+    table = pd.read_csv(os.path.join(os.path.dirname(html), "tables", "pareto_front.csv"), dtype={"trial_id": str})
+    assert set(table["trial_id"]) == front
+    assert os.path.isfile(os.path.join(os.path.dirname(html), "figures", "pareto_front.png"))
+    assert "Pareto front" in open(html).read()

@@ -68,3 +68,10 @@ def test_a_trial_grows_at_the_rungs_and_keeps_its_accuracy(ray_local, make_spec,
     assert after["val_loss"] < min(before["val_loss"] + 0.1, chance_loss - 0.1)
     assert rows[0]["full_size_epoch_time_s"] == pytest.approx(rows[0]["epoch_time_s"] * 4)
     assert rows[5]["full_size_epoch_time_s"] == pytest.approx(rows[5]["epoch_time_s"])
+
+    from analysis.report import write_report
+    report = open(os.path.join(os.path.dirname(write_report(exp.uri)), "report.md")).read()
+    spent = sum(r["epoch_time_s"] for r in rows)
+    full = sum(r["full_size_epoch_time_s"] for r in rows)
+    assert "## Progressive resizing" in report
+    assert f"spent {spent:.0f} s of fit time" in report and f"about {full:.0f} s" in report
