@@ -48,7 +48,7 @@ class GanConfig(Strict):
         None, description="a classifier's model.keras (or a checkpoint folder holding one), for FID features")
     collapse_diversity: float = Field(COLLAPSE_DIVERSITY, ge=0, le=1, description="diversity below this: collapse")
     collapse_patience: int = Field(COLLAPSE_PATIENCE, ge=1,
-                                   description="consecutive epochs of low diversity or a saturated D that mean collapse")
+                                   description="epochs in a row of low diversity or a saturated D that mean collapse")
     jit_compile: bool = False
     debug_fault: DebugFault | None = None
     data: DataRef | None = None
