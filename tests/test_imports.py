@@ -9,6 +9,8 @@ import pytest
 @pytest.mark.parametrize("modules", [
     "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec",
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
+    "trainables.gan_config", "trainables.gan_metrics", "trainables.gan_samples", "trainables.gan_generate",
+    "analysis.gan_report",
 ])
 def test_import_does_not_load_tensorflow_or_keras(modules):
     code = (f"import sys, {modules}\n"
