@@ -16,7 +16,9 @@ kid, diversity, collapsed`` (:mod:`trainables.gan_metrics`), ``collapse_reason``
 ``eval_time_s`` (this epoch's metric time) and ``images_per_s``. It writes the
 fixed-latent sample grid to ``samples/epoch_NNNN.png`` and
 ``samples/latest.png`` in the trial's working directory (synced by Ray to the
-experiment's storage) before each report.
+experiment's storage) before each report; the latents themselves are
+``samples/fixed_latents.npy`` (and ``fixed_labels.npy``), written when the
+trial starts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from trainables.classifier import load_split
 from trainables.faults import inject_fault
 from trainables.gan_checkpoint import STATE, load_checkpoint, save_checkpoint
 from trainables.gan_config import GanConfig
-from trainables.gan_features import build_extractor
+from trainables.gan_features import build_extractor, run_batched
 from trainables.gan_metrics import (collapse_state, diversity, discriminator_saturated, feature_stats,
                                     frechet_distance, kid, mean_pairwise_distance)
 from trainables.gan_models import build_pair
@@ -136,11 +138,12 @@ class Evaluator:
         self.real_spread = mean_pairwise_distance(self.real_features)
         # Fixed evaluation latents: epoch-to-epoch changes in fid come from the generator, not the draw.
         self.latents = np.random.default_rng(cfg.seed + 1).normal(size=(cfg.fid_samples, cfg.latent_dim))
-        self.labels = np.random.default_rng(cfg.seed + 2).choice(labels[pick], cfg.fid_samples)
+        self.latents = self.latents.astype(np.float32)
+        self.labels = np.random.default_rng(cfg.seed + 2).choice(labels[pick], cfg.fid_samples).astype(np.int32)
 
     def __call__(self, gan: DCGAN) -> dict:
         inputs = [self.latents, self.labels] if gan.conditional else self.latents
-        fake = gan.generator.predict(inputs, batch_size=256, verbose=0)
+        fake = run_batched(gan.generator, inputs, 256)
         features = self.extractor(fake)
         return {"fid": frechet_distance(*self.real_stats, *feature_stats(features)),
                 "kid": kid(self.real_features, features),
@@ -213,6 +216,9 @@ def train_gan(config: dict) -> None:
         latents, grid_labels = fixed_latents(cfg, num_classes)
         state = {"epoch": 0, "train_time_s": 0.0, "saturated": [], "diversity": [],
                  "latents": latents, "labels": grid_labels}
+        os.makedirs(SAMPLES_DIR, exist_ok=True)  # beside the grids they draw; a resumed trial keeps these
+        np.save(os.path.join(SAMPLES_DIR, "fixed_latents.npy"), latents)
+        np.save(os.path.join(SAMPLES_DIR, "fixed_labels.npy"), grid_labels)
         gan = build_gan(cfg, num_classes, 0)
     else:
         with checkpoint.as_directory() as folder:

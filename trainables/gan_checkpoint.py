@@ -8,7 +8,8 @@ Files in the checkpoint folder:
   first and second moments), in the optimizers' own order;
 - ``fixed_latents.npy``, ``fixed_labels.npy``: the sample grid's latents and
   labels, the same all training long;
-- ``state.json``: epochs done, cumulative fit time, and the per-epoch
+- ``state.json``: epochs done, cumulative fit time, both optimizers' step
+  counts (for the record; the state itself is in ``optimizers.npz``), the per-epoch
   diversities and discriminator-saturation flags the collapse detector
   looks back over.
 """
@@ -37,7 +38,9 @@ def save_checkpoint(folder: str, gan, state: dict) -> None:
     with open(os.path.join(folder, STATE), "w") as f:
         json.dump({"epoch": state["epoch"], "train_time_s": state["train_time_s"],
                    "saturated": [bool(s) for s in state["saturated"]],
-                   "diversity": [float(d) for d in state["diversity"]]}, f)
+                   "diversity": [float(d) for d in state["diversity"]],
+                   "optimizer_steps": {"generator": int(gan.g_optimizer.iterations.numpy()),
+                                       "discriminator": int(gan.d_optimizer.iterations.numpy())}}, f)
 
 
 def load_checkpoint(folder: str, gan) -> dict:
