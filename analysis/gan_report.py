@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from analysis import storage, style
@@ -86,6 +87,8 @@ def _curves(exp: Experiment, path: str) -> str:
                     label=trial_id if i < 8 else None)
             ax.plot(rows.loc[collapsed, "training_iteration"], rows.loc[collapsed, metric], "x", color="#D55E00",
                     markersize=9, label="collapsed" if i == 0 else None)
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set(xlabel="epoch", ylabel="FID (lower is better)", title="FID by epoch")
     axes[0][1].axhline(COLLAPSE_DIVERSITY, color="#000000", linestyle="--", linewidth=1,
                        label=f"collapse threshold ({COLLAPSE_DIVERSITY})")
@@ -118,7 +121,9 @@ def width_tables(exp: Experiment, entries: list[dict]) -> dict[str, pd.DataFrame
         agg = "min" if exp.mode == "min" else "max"
         pivot = exp.trials.pivot_table(index="config/gen_filters", columns="config/disc_filters",
                                        values=f"last_{exp.metric}", aggfunc=agg)
-        pivot.index.name, pivot.columns.name = "gen_filters", "disc_filters"
+        pivot.columns = [f"disc_filters {int(c)}" for c in pivot.columns]
+        pivot.index = pivot.index.astype(int)
+        pivot.index.name = "gen_filters"
         tables["gan_best_by_width"] = pivot.reset_index()
     return tables
 

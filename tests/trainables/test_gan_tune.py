@@ -40,10 +40,16 @@ def read_results(trial_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_two_epochs_report_every_metric_and_write_sample_grids(ray_local, synth_root, tmp_path):
-    """Conditional, grayscale, on two of the three classes: the paths the sweep test does not take."""
-    exp = load_experiment(run_sweep(load_spec(gan_spec(tmp_path, synth_root, {
+@pytest.fixture(scope="module")
+def conditional_experiment(ray_local, synth_root, tmp_path_factory):
+    """Conditional, grayscale, on two of the three classes: the paths the sweep below does not take."""
+    tmp = tmp_path_factory.mktemp("gan_two")
+    return load_experiment(run_sweep(load_spec(gan_spec(tmp, synth_root, {
         "name": "gan-two", "fixed": {"conditional": True, "grayscale": True, "categories": ["cloister", "library"]}}))))
+
+
+def test_two_epochs_report_every_metric_and_write_sample_grids(conditional_experiment):
+    exp = conditional_experiment
     (trial,) = exp.trials.itertuples()
     assert trial.status == "completed"
     trial_dir = os.path.join(exp.uri, trial.trial_dir)
@@ -66,6 +72,17 @@ def test_two_epochs_report_every_metric_and_write_sample_grids(ray_local, synth_
     with open(os.path.join(samples, "latest.png"), "rb") as a, open(os.path.join(samples, "epoch_0002.png"), "rb") as b:
         assert a.read() == b.read()
     assert np.asarray(Image.open(os.path.join(samples, "epoch_0001.png"))).std() > 0
+
+
+def test_generate_one_category_from_a_conditional_trial(conditional_experiment, tmp_path, capsys):
+    out = tmp_path / "library"
+    assert main(["generate", conditional_experiment.uri, "--n", "4", "--category", "library", "--out", str(out)]) == 0
+    manifest = pd.read_csv(out / "images.csv")
+    assert list(manifest["category"]) == ["library"] * 4
+    assert Image.open(out / "image_0000.png").mode == "L"  # a grayscale GAN writes grayscale images
+    # subway is a class of the experiment, but this trial trained on two others only.
+    assert main(["generate", conditional_experiment.uri, "--category", "subway", "--out", str(tmp_path / "x")]) == 2
+    assert "'subway' is not one of trial" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_a_retried_trial_resumes_at_its_next_epoch_with_the_same_latents(ray_local, synth_root, tmp_path):
