@@ -81,7 +81,8 @@ def _curves(exp: Experiment, path: str) -> str:
         if rows.empty:
             continue
         color, marker = style.PALETTE[i % len(style.PALETTE)], style.MARKERS[i % len(style.MARKERS)]
-        collapsed = rows["collapsed"].astype(bool) if "collapsed" in rows else pd.Series(False, index=rows.index)
+        collapsed = (rows["collapsed"].fillna(False).astype(bool) if "collapsed" in rows
+                     else pd.Series(False, index=rows.index))
         for ax, metric in zip(axes[0], ("fid", "diversity")):
             ax.plot(rows["training_iteration"], rows[metric], color=color, marker=marker, markersize=4,
                     label=trial_id if i < 8 else None)

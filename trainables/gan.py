@@ -176,10 +176,9 @@ class TuneReporter(keras.callbacks.Callback):
         os.makedirs(SAMPLES_DIR, exist_ok=True)
         path = save_grid(grid, os.path.join(SAMPLES_DIR, f"epoch_{epoch + 1:04d}.png"), cfg.grid_size)
         shutil.copyfile(path, os.path.join(SAMPLES_DIR, "latest.png"))
-        steps = self.params.get("steps") or 0
+        images = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else self.num_images
         metrics.update(epoch_time_s=epoch_time, train_time_s=state["train_time_s"],
-                       eval_time_s=time.perf_counter() - started,
-                       images_per_s=(steps * cfg.batch_size if steps else self.num_images) / epoch_time)
+                       eval_time_s=time.perf_counter() - started, images_per_s=images / epoch_time)
         state["epoch"] = epoch + 1
         inject_fault(cfg.debug_fault, epoch + 1, before_report=True)
         with tempfile.TemporaryDirectory() as tmp:

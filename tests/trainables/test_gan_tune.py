@@ -88,7 +88,7 @@ def test_generate_one_category_from_a_conditional_trial(conditional_experiment, 
 def test_a_retried_trial_resumes_at_its_next_epoch_with_the_same_latents(ray_local, synth_root, tmp_path):
     exp = load_experiment(run_sweep(load_spec(gan_spec(tmp_path, synth_root, {
         "name": "gan-retry", "failure": {"max_failures": 1},
-        "fixed": {"epochs": 3, "debug_fault": {"epoch": 1, "mode": "once"}}}))))
+        "fixed": {"epochs": 3, "d_steps": 2, "label_smoothing": 0.1, "debug_fault": {"epoch": 1, "mode": "once"}}}))))
     (trial,) = exp.trials.itertuples()
     assert trial.failures == 1, "the injected fault must have failed the first attempt"
     assert trial.status == "completed"
@@ -101,10 +101,11 @@ def test_a_retried_trial_resumes_at_its_next_epoch_with_the_same_latents(ray_loc
     (last,) = [os.path.join(trial_dir, d) for d in os.listdir(trial_dir) if d.startswith("checkpoint_")]
     np.testing.assert_array_equal(np.load(os.path.join(trial_dir, "samples", "fixed_latents.npy")),
                                   np.load(os.path.join(last, "fixed_latents.npy")))
-    # Both optimizers continued from their saved state: 10 steps an epoch, 3 epochs (20 if they restarted).
+    # Both optimizers continued from their saved state: 10 generator steps an epoch, 2 discriminator
+    # steps each (d_steps), 3 epochs; 20 and 40 had they restarted with the retry.
     with open(os.path.join(last, "state.json")) as f:
         state = json.load(f)
-    assert state["epoch"] == 3 and state["optimizer_steps"] == {"generator": 30, "discriminator": 30}
+    assert state["epoch"] == 3 and state["optimizer_steps"] == {"generator": 30, "discriminator": 60}
     assert len(state["diversity"]) == 3, "the collapse detector's history spans the retry"
     assert {"epoch_0001.png", "epoch_0002.png", "epoch_0003.png"} <= set(os.listdir(os.path.join(trial_dir, "samples")))
 
