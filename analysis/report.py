@@ -25,11 +25,13 @@ from analysis import storage
 from analysis.account import overview_section
 from analysis.classifier_report import classifier_sections
 from analysis.experiment import Experiment, ExperimentError, load_experiment
+from analysis.gan_report import gan_sections
 from analysis.render import render_html, render_markdown, write_tables
 from analysis.section import Section
 
 SECTIONS: dict[str, Callable[..., list[Section]]] = {
     "classifier": classifier_sections,
+    "gan": gan_sections,
 }
 
 

@@ -30,9 +30,10 @@ def _bad_input_types():
     from search.spec import SpecError
     from trainables.datasets import DatasetError
     from trainables.evaluate import EvaluationError
+    from trainables.gan_generate import GenerateError
     from trainables.predict import PredictError
     return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
-            ReportError, EvaluationError, PredictError)
+            ReportError, EvaluationError, PredictError, GenerateError)
 
 
 def cmd_sweep(args) -> int:
@@ -158,6 +159,14 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from trainables.gan_generate import generate_images  # imports Keras only after checking the input
+
+    source, paths = generate_images(args.experiment, args.n, args.out, args.trial, args.seed, args.category)
+    print(f"wrote {len(paths)} images to {args.out} from trial {source.trial_id} (epoch {source.epoch})")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="scenetune", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -213,6 +222,15 @@ def build_parser() -> Parser:
     p.add_argument("--address", help="Ray cluster to join (default: embedded Ray)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("generate", help="write images from a GAN experiment's best (or a chosen) trial")
+    p.add_argument("experiment", help="GAN experiment directory (path or s3://...)")
+    p.add_argument("--n", type=int, default=64, help="how many images")
+    p.add_argument("--trial", help="trial id (default: the best by the experiment's metric)")
+    p.add_argument("--out", required=True, help="output folder (files it would overwrite are refused)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the latents")
+    p.add_argument("--category", help="conditional GANs: generate this class only (default: cycle through all)")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("data", help="dataset tools")
     data = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)

@@ -11,7 +11,9 @@ import pytest
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
     "trainables.decode", "trainables.datacheck", "trainables.cache",
     "analysis.report", "analysis.tables", "analysis.figures", "analysis.importance", "analysis.final",
-    "trainables.evaluate", "trainables.predict",
+    "trainables.evaluate", "trainables.predict", "analysis.search_report", "analysis.pareto",
+    "trainables.gan_config", "trainables.gan_metrics", "trainables.gan_samples", "trainables.gan_generate",
+    "analysis.gan_report",
 ])
 def test_import_does_not_load_tensorflow_or_keras(modules):
     code = (f"import sys, {modules}\n"
