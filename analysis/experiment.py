@@ -37,7 +37,7 @@ MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (trainables.datacheck)
 OWN_DIRS = ("final", "report")  # scenetune evaluate / report outputs, not trials
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
-                       "done", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name")
+                       "done", "time_since_restore", "checkpoint_dir_name")
 TUNE_STATUS = {"TERMINATED": "completed", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
                "PAUSED": "pending"}
 
@@ -116,15 +116,30 @@ def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[d
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 notes.append(f"{result_uri}: line {number} is not valid JSON (truncated?); skipped")
-        return rows
-    progress_uri = storage.join(trial_uri, "progress.csv")
+        iterations = [r.get("training_iteration") for r in rows]
+        if iterations == list(range(1, len(rows) + 1)) or "progress.csv" not in entries:
+            return rows
+        # A gap: a retried trial's result.json can be replaced by an older copy
+        # from storage, while progress.csv kept every row. Take each missing one.
+        known = set(iterations)
+        extra = [r for r in _read_progress(trial_uri, notes) if r.get("training_iteration") not in known]
+        if extra:
+            notes.append(f"{result_uri}: epochs {sorted(r['training_iteration'] for r in extra)} missing; "
+                         "taken from progress.csv")
+        return sorted(rows + extra, key=lambda r: r.get("training_iteration") or 0)
     if "progress.csv" in entries:
-        notes.append(f"{result_uri}: missing; read {progress_uri} instead")
-        try:
-            return pd.read_csv(io.StringIO(storage.read_text(progress_uri))).to_dict("records")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            notes.append(f"{progress_uri}: unreadable ({e}); skipped")
+        notes.append(f"{result_uri}: missing; read progress.csv instead")
+        return _read_progress(trial_uri, notes)
     return []
+
+
+def _read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
+    progress_uri = storage.join(trial_uri, "progress.csv")
+    try:
+        return pd.read_csv(io.StringIO(storage.read_text(progress_uri))).to_dict("records")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        notes.append(f"{progress_uri}: unreadable ({e}); skipped")
+        return []
 
 
 def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:

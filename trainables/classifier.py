@@ -197,4 +197,5 @@ def train_classifier(config: dict) -> None:
         train_ds = cached_dataset(cache, train_paths, train_labels, cfg.batch_size,
                                   None if in_model else cfg.augment, shuffle=True, seed=cfg.seed)
         reporter.phase(cached_dataset(cache, val_paths, val_labels, cfg.batch_size), size)
-        model.fit(train_ds, epochs=end, initial_epoch=max(done, start), callbacks=[reporter], verbose=0)
+        model.fit(train_ds, epochs=end, initial_epoch=max(done, start), callbacks=[reporter], verbose=0,
+                  shuffle=False)  # the dataset reshuffles itself every epoch

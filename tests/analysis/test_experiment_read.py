@@ -46,3 +46,22 @@ def test_damaged_experiment_statuses_rungs_and_warnings(damaged_experiment):
     assert trials.loc[12, "status"] == "errored" and trials.loc[12, "epochs"] == 1  # one line lost to the cut
     assert "known failure at epoch 3" in trials.loc[12, "error"]
     assert list(exp.errored["trial_id"]) == [trials.loc[12, "trial_id"]]
+
+
+def test_rows_missing_from_result_json_are_taken_from_progress_csv(known_experiment, tmp_path):
+    """A retried trial's result.json can come back as an older copy with a gap;
+    progress.csv still has every epoch."""
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(known_experiment, copy)
+    trial = sorted(d for d in os.listdir(copy) if (copy / d / "result.json").exists())[0]
+    result = copy / trial / "result.json"
+    lines = result.read_text().splitlines()
+    result.write_text("\n".join(lines[1:]) + "\n")  # epoch 1 lost
+    with pytest.warns(UserWarning, match=r"epochs \[1\] missing; taken from progress.csv"):
+        exp = load_experiment(str(copy))
+    rows = exp.epochs[exp.epochs["trial_id"] == exp.trials.set_index("trial_dir").loc[trial, "trial_id"]]
+    assert list(rows.sort_values("training_iteration")["training_iteration"]) == [1, 2]
+    assert (exp.trials["epochs"] == 2).all()

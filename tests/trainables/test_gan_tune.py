@@ -200,3 +200,15 @@ def test_generate_refuses_to_overwrite_and_to_read_a_missing_or_non_gan_experime
     (classifier / "scenetune_spec.yaml").write_text(yaml.safe_dump({"trainable": "classifier", "metric": "loss"}))
     assert main(["generate", str(classifier), "--out", str(tmp_path / "o")]) == 2
     assert "not a GAN" in capsys.readouterr().err
+
+
+def test_scenetune_report_on_a_gan_experiment(sweep, capsys):
+    from search.cli import main
+
+    exp, tmp = sweep
+    out = tmp / "full-report"
+    assert main(["report", exp.uri, "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    for title in ("GAN: samples of the best trials", "GAN: FID and diversity by epoch", "GAN: the best widths"):
+        assert title in html
+    assert html.count("data:image/png;base64,") >= 4
