@@ -37,6 +37,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import load_experiment
+from search.tuner import make_sampler
 from spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 SEARCHERS = ("random", "tpe")
@@ -165,11 +166,10 @@ class ComputeLedger(tune.Callback):
             self.compute_to_target = self.compute
 
 
-def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int):
-    if name == "tpe":
-        import optuna
+def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_samples: int):
+    if name == "tpe":  # the sampler a sweep of this size would get
         return OptunaSearch(space=to_optuna(rec.params.values()), metric=rec.metric, mode=rec.mode,
-                            sampler=optuna.samplers.TPESampler(seed=seed)), {}
+                            sampler=make_sampler("tpe", seed, num_samples)), {}
     return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent), to_tune(rec.params.values())
 
 
@@ -191,7 +191,7 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
     """One replayed sweep; returns its best value and compute figures."""
     target = rec.best - tolerance if rec.mode == "max" else rec.best + tolerance
     ledger = ComputeLedger(rec.metric, rec.mode, target)
-    search_alg, space = _searcher(searcher, rec, seed, max_concurrent)
+    search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
     tuner = tune.Tuner(
         tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband"),
@@ -202,12 +202,26 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"replay-{searcher}-{scheduler}-{seed}", storage_path=storage,
                                   callbacks=[ledger], verbose=0))
-    with contextlib.redirect_stdout(sys.stderr):  # Tune's tables stay off the JSON/text result
+    # Quiet: Ray's new console output prints a box per sweep even at verbose=0;
+    # its classic reporter honours verbose=0. Anything left goes to stderr.
+    quiet = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
+    with contextlib.redirect_stdout(sys.stderr), _environ(quiet):
         tuner.fit()
     return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
             "compute_s": ledger.compute, "compute_to_target_s": ledger.compute_to_target,
             "stopped_early": len(chosen.stopped_early), "stopped_trials": sorted(chosen.stopped_early),
             "replayed_trials": sorted(ledger.replayed.values())}
+
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), repeats: int = 10,

@@ -54,6 +54,7 @@ def test_sweep_runs_optuna_trials_and_asha_stops_some(experiment):
     stored = yaml.safe_load(open(os.path.join(uri, "scenetune_spec.yaml")))
     assert stored["search"]["num_samples"] == 6 and stored["scheduler"]["max_t"] == 4
     assert any(name.startswith("searcher-state") for name in os.listdir(uri)), "Optuna's state is saved"
+    assert sorted(exp.trials["trial_dir"]) == sorted(f"classifier_{t}" for t in exp.trials["trial_id"])
 
 
 def test_best_text(experiment, capsys):
