@@ -19,6 +19,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
+from search.ray_compat import tolerate_killed_trial_workers
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
@@ -154,5 +155,6 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
         prepared = prepare(spec)
         connect(address)
         tuner = build_tuner(prepared)
+    tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     tuner.fit()
     return spec.experiment_uri

@@ -260,7 +260,8 @@ class RayTestCluster:
                         break
                     except OSError:
                         time.sleep(0.5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if not os.environ.get("KEEP_RAY_TEST_CLUSTER"):
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self):
         return self
