@@ -87,6 +87,7 @@ class Node:
     hostname: str
     cgroup: str | None = None
     killed: bool = False  # on purpose, by the test
+    options: dict | None = None  # add_worker's arguments
 
     def processes(self) -> dict[int, str]:
         """``{pid: name}`` of every process of this node (its namespace)."""
@@ -170,24 +171,32 @@ class RayTestCluster:
 
     def add_worker(self, num_cpus: int = 1, memory_cap_mb: int | None = None, env: dict | None = None,
                    hidden: tuple[str, ...] = (), timeout: float = 90) -> Node:
+        options = dict(num_cpus=num_cpus, memory_cap_mb=memory_cap_mb, env=env or {}, hidden=tuple(hidden))
         ip = f"127.0.0.{self._next_ip}"
         self._next_ip += 1
         node = self._start(f"worker{self._next_ip - 2}", ip, [
             "--address", self.address, "--num-cpus", str(num_cpus)], memory_cap_mb, env or {}, hidden)
+        node.options = options
         self.wait_for_nodes(self.alive_count(), timeout)
         return node
 
     def workers(self) -> list[Node]:
         return [node for node in self.nodes if node.name != "head" and node.alive]
 
-    def reset_workers(self, count: int, **kwargs) -> list[Node]:
-        """Replace the running worker nodes by ``count`` fresh ones."""
+    def ensure_workers(self, count: int, **kwargs) -> list[Node]:
+        """Exactly ``count`` alive worker nodes started with ``kwargs``: keeps
+        the matching ones (starting a node costs seconds), replaces the rest."""
+        wanted = dict(num_cpus=1, memory_cap_mb=None, env={}, hidden=())
+        wanted.update(kwargs)
+        wanted["hidden"] = tuple(wanted["hidden"])
+        keep = [node for node in self.workers() if node.options == wanted][:count]
         for node in self.workers():
-            node.killed = True
-            node.process.kill()
-            node.process.wait(30)
-        self.wait_for_nodes(1, 60, exactly=True)
-        return [self.add_worker(**kwargs) for _ in range(count)]
+            if node not in keep:
+                node.killed = True
+                node.process.kill()
+                node.process.wait(30)
+        self.wait_for_nodes(1 + len(keep), 60, exactly=True)
+        return keep + [self.add_worker(**kwargs) for _ in range(count - len(keep))]
 
     def alive_count(self) -> int:
         return sum(node.alive for node in self.nodes)
