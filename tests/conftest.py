@@ -74,3 +74,33 @@ def make_spec(tmp_path, synth_root):
         path.write_text(yaml.safe_dump(spec))
         return str(path)
     return make
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API on loopback: moto's server, with a bucket. Yields
+    ``(bucket_uri, env)``: ``env`` points boto3, pyarrow (``AWS_ENDPOINT_URL``)
+    and Ray Tune's storage at it; this process gets it too, and so do
+    processes (drivers, Ray nodes) started with it."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="scenetune-test")
+    yield "s3://scenetune-test", env
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
