@@ -82,11 +82,13 @@ def s3():
     ``(bucket_uri, env)``: ``env`` points boto3, pyarrow (``AWS_ENDPOINT_URL``)
     and Ray Tune's storage at it; this process gets it too, and so do
     processes (drivers, Ray nodes) started with it."""
+    import logging
     import socket
 
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
