@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("modules", [
-    "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec",
+    "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec", "search.ray_compat",
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
 ])
 def test_import_does_not_load_tensorflow_or_keras(modules):

@@ -125,7 +125,6 @@ def train_classifier(config: dict) -> None:
                             shuffle=True, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer)
     val_ds = make_dataset(val_paths, val_labels, cfg.image_size, cfg.batch_size)
     model, done, train_time = restore(cfg, len(cfg.data.classes))
-    if cfg.jit_compile:
-        model.jit_compile = True
+    model.jit_compile = cfg.jit_compile  # a restored model keeps what it was saved with; the config decides
     reporter = TuneReporter(cfg, val_ds, val_rows, val_labels, len(train_paths), train_time)
     model.fit(train_ds, epochs=cfg.epochs, initial_epoch=done, callbacks=[reporter], verbose=0)
