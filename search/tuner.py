@@ -121,13 +121,18 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
     return tune.Tuner(trainable(spec), param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
-def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+def check_restorable(spec: SweepSpec) -> None:
+    """Refuse ``--resume`` of an experiment with no Ray Tune state (before any Ray starts)."""
     experiment = spec.experiment_uri
     if not tune.Tuner.can_restore(experiment):
         what = "holds no Ray Tune state" if storage.exists(experiment) else "does not exist"
         raise SpecError(f"--resume: experiment {spec.name!r} at {experiment} {what}")
+
+
+def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+    check_restorable(spec)
     # Errored trials already spent their retries (FailureConfig): they stay errored.
-    return tune.Tuner.restore(experiment, trainable=trainable(spec), resume_unfinished=True,
+    return tune.Tuner.restore(spec.experiment_uri, trainable=trainable(spec), resume_unfinished=True,
                               resume_errored=False)
 
 
@@ -149,6 +154,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
         stored = storage.join(spec.experiment_uri, SPEC_FILE)
         if storage.exists(stored):  # the experiment's own settings win over the file's
             spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
+        check_restorable(spec)
         connect(address)
         tuner = restore_tuner(spec)
     else:

@@ -109,3 +109,11 @@ def test_resume_from_s3_finishes_a_sweep_whose_driver_was_killed(s3, make_spec, 
     for trial_id, epochs in exp.epochs.groupby("trial_id")["epoch"]:
         assert list(epochs) == [1, 2, 3, 4], f"{trial_id}: epochs continue across the resume: {list(epochs)}"
     assert os.listdir(elsewhere) == ["spec.yaml"], "nothing written locally"
+
+
+def test_resume_of_an_experiment_missing_on_s3_is_bad_input(s3, make_spec, capsys):
+    bucket, _ = s3
+    spec = make_spec({"name": "never-ran", "storage": f"{bucket}/runs"})
+    assert main(["sweep", spec, "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"scenetune: error: --resume: experiment 'never-ran' at {bucket}/runs/never-ran does not exist")
