@@ -17,7 +17,8 @@ Each node has a hostname of its own (UTS namespace) and may lack paths that
 the others have (``hidden``: an empty tmpfs mounted over them), as separate
 machines would. Worker nodes listen on loopback addresses of their own
 (127.0.0.2, .3, ...), every port is picked free and the cluster has a temp
-dir of its own: it never collides with another helper's Ray.
+dir of its own: it never collides with another helper's Ray. Set
+KEEP_RAY_TEST_CLUSTER=1 to keep the temp dir (the nodes' logs) after shutdown.
 """
 
 from __future__ import annotations

@@ -80,6 +80,9 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     assert rows[moved]["epoch"] == rows[moved - 1]["epoch"] + 1, "resumed from the last checkpoint"
     assert rows[moved]["train_time_s"] > rows[moved - 1]["train_time_s"], "training time carried over"
     assert rows[-1]["epoch"] in (6, 8)  # stopped at ASHA's rung or completed
+    for other in trial_dirs(experiment):  # no trial started over
+        epochs = [r["epoch"] for r in rows_of(other)]
+        assert epochs == list(range(1, len(epochs) + 1)), f"{other}: {epochs}"
 
 
 def completed_and_started(experiment: str):
