@@ -4,7 +4,10 @@ A storage location is a local path (``./results``, ``~/runs``), ``file://``,
 ``s3://bucket/prefix`` or ``gs://bucket/prefix``: the same strings Ray Tune
 takes as ``storage_path``, resolved through pyarrow's filesystems as Ray does,
 so the driver, the trials and the report read the same files. An S3-compatible
-endpoint other than AWS is picked up from ``AWS_ENDPOINT_URL`` by pyarrow.
+endpoint other than AWS is picked up from ``AWS_ENDPOINT_URL`` by pyarrow's
+``FileSystem.from_uri`` (which :func:`resolve` uses; a bare ``S3FileSystem()``
+ignores it), as by Ray Tune's storage: tests/search/test_s3_storage.py runs
+sweeps against moto's S3 server that way.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
+from search.ray_compat import tolerate_killed_trial_workers
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
@@ -156,13 +157,18 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
     return tune.Tuner(trainable(spec), param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
-def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+def check_restorable(spec: SweepSpec) -> None:
+    """Refuse ``--resume`` of an experiment with no Ray Tune state (before any Ray starts)."""
     experiment = spec.experiment_uri
     if not tune.Tuner.can_restore(experiment):
         what = "holds no Ray Tune state" if storage.exists(experiment) else "does not exist"
         raise SpecError(f"--resume: experiment {spec.name!r} at {experiment} {what}")
+
+
+def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+    check_restorable(spec)
     # Errored trials already spent their retries (FailureConfig): they stay errored.
-    return tune.Tuner.restore(experiment, trainable=trainable(spec), resume_unfinished=True,
+    return tune.Tuner.restore(spec.experiment_uri, trainable=trainable(spec), resume_unfinished=True,
                               resume_errored=False)
 
 
@@ -184,11 +190,13 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
         stored = storage.join(spec.experiment_uri, SPEC_FILE)
         if storage.exists(stored):  # the experiment's own settings win over the file's
             spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
+        check_restorable(spec)
         connect(address)
         tuner = restore_tuner(spec)
     else:
         prepared = prepare(spec)
         connect(address)
         tuner = build_tuner(prepared)
+    tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     tuner.fit()
     return spec.experiment_uri

@@ -86,42 +86,55 @@ def make_spec(tmp_path, synth_root):
 
 
 @pytest.fixture(scope="session")
-def moto_s3():
-    """A real S3 API (moto's server) on loopback, reached through pyarrow as
-    Ray Tune reaches S3 (``AWS_ENDPOINT_URL``); yields ``upload(local_dir,
-    "bucket/prefix") -> "s3://bucket/prefix"``."""
+def s3():
+    """A real S3 API on loopback: moto's server, with a bucket. Yields
+    ``(bucket_uri, env)``: ``env`` points boto3, pyarrow (``AWS_ENDPOINT_URL``)
+    and Ray Tune's storage at it; this process gets it too, and so do
+    processes (drivers, Ray nodes) started with it. One server per session:
+    every S3 test talks to the same endpoint."""
     import logging
     import socket
 
     import boto3
-    import pyarrow.fs as pafs
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    buckets = set()
-
-    def upload(local_dir: str, target: str) -> str:
-        bucket = target.split("/")[0]
-        if bucket not in buckets:
-            boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
-            buckets.add(bucket)
-        fs, _ = pafs.FileSystem.from_uri(f"s3://{target}")
-        pafs.copy_files(local_dir, target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-        return f"s3://{target}"
-
-    yield upload
+    boto3.client("s3").create_bucket(Bucket="scenetune-test")
+    yield "s3://scenetune-test", env
     server.stop()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def moto_s3(s3):
+    """``upload(local_dir, "bucket/prefix") -> "s3://bucket/prefix"`` into the
+    session's S3 server (the bucket is made on first use)."""
+    import boto3
+    import pyarrow.fs as pafs
+
+    buckets = set()
+
+    def upload(local_dir: str, target: str) -> str:
+        bucket = target.split("/")[0]
+        if bucket not in buckets:
+            boto3.client("s3").create_bucket(Bucket=bucket)
+            buckets.add(bucket)
+        fs, _ = pafs.FileSystem.from_uri(f"s3://{target}")
+        pafs.copy_files(local_dir, target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        return f"s3://{target}"
+
+    return upload

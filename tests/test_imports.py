@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("modules", [
-    "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec",
+    "search", "spaces", "analysis", "search.cli", "search.tuner", "search.spec", "search.ray_compat",
     "trainables", "trainables.datasets", "trainables.config", "trainables.backbones", "trainables.synth",
     "trainables.decode", "trainables.datacheck", "trainables.cache",
     "analysis.report", "analysis.tables", "analysis.figures", "analysis.importance", "analysis.final",

@@ -77,8 +77,9 @@ class DataRef(Strict):
 
 class DebugFault(Strict):
     """Test-only: see :mod:`trainables.faults`."""
-    epoch: int = Field(ge=1)
+    epoch: int = Field(1, ge=1)
     mode: Literal["once", "always", "oom"] = "once"
+    oom_limit_mb: int = Field(4096, ge=64, description="mode oom: give up (raise) after allocating this much")
 
 
 class ClassifierConfig(Strict):

@@ -22,6 +22,12 @@ def memory_limit_mb(gpu_fraction: float, total_mb: int, headroom_mb: int = 256) 
     return max(int(total_mb * gpu_fraction) - headroom_mb, 256)
 
 
+def gpu_memory_plan(gpu_fraction: float, totals_mb: list[int]) -> list[int | None]:
+    """Per visible GPU: None (memory growth) or the cap in MB for a trial
+    holding ``gpu_fraction`` of a card (``resources.gpu``)."""
+    return [memory_limit_mb(gpu_fraction, total) for total in totals_mb]
+
+
 def gpu_total_mb() -> list[int]:
     """Total memory of each visible GPU, from nvidia-smi (empty without one)."""
     try:
@@ -57,9 +63,9 @@ def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict
         tf.config.threading.set_intra_op_parallelism_threads(int(cpus))
         tf.config.threading.set_inter_op_parallelism_threads(max(int(cpus), 2))
     devices = tf.config.list_physical_devices("GPU")
-    totals = gpu_total_mb() if devices else []
+    plan = gpu_memory_plan(gpus, gpu_total_mb()) if devices else []
     for i, gpu in enumerate(devices):
-        limit = memory_limit_mb(gpus, totals[i]) if i < len(totals) else None
+        limit = plan[i] if i < len(plan) else None  # total unknown: grow on demand
         if limit is None:
             tf.config.experimental.set_memory_growth(gpu, True)
         else:

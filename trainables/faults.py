@@ -4,7 +4,10 @@
                              from that checkpoint and does not fail again);
 ``{epoch: N, mode: always}`` raise before reporting epoch N, on every attempt;
 ``{epoch: N, mode: oom}``    allocate memory at epoch N until Ray's memory
-                             monitor kills the worker.
+                             monitor kills the worker; past ``oom_limit_mb``
+                             it gives up and raises instead, so a node whose
+                             monitor is off is not driven into the kernel's
+                             OOM killer.
 The fault tests use these to prove that retries, resumes and errored trials
 behave; a real sweep leaves ``debug_fault`` unset.
 """
@@ -12,6 +15,9 @@ behave; a real sweep leaves ``debug_fault`` unset.
 from __future__ import annotations
 
 import time
+
+
+STEP_MB = 64
 
 
 class InjectedFault(RuntimeError):
@@ -27,8 +33,11 @@ def inject_fault(fault, epoch: int, before_report: bool) -> None:
         raise InjectedFault(f"debug_fault: failing after epoch {epoch} (mode once)")
     if fault.mode == "oom" and before_report:
         hoard = []
-        while True:  # ~1 GiB a step until the memory monitor ends this process
-            hoard.append(bytearray(1 << 30))
-            for i in range(0, len(hoard[-1]), 4096):
-                hoard[-1][i] = 1
-            time.sleep(0.05)
+        # 64 MiB steps, each touched so it is resident: small enough that the
+        # monitor (refreshing every few hundred ms) acts well before a hard limit.
+        while len(hoard) * STEP_MB < fault.oom_limit_mb:
+            hoard.append(bytearray(STEP_MB << 20))
+            hoard[-1][::4096] = b"\x01" * len(range(0, STEP_MB << 20, 4096))
+            time.sleep(0.02)
+        raise InjectedFault(f"debug_fault: allocated {fault.oom_limit_mb} MiB at epoch {epoch} and no memory "
+                            "monitor stopped this trial")

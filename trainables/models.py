@@ -49,8 +49,9 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
         x = keras.layers.Dense(cfg.dense_units, activation=cfg.dense_activation, name="hidden")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="scene", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"scenetune_{cfg.backbone}")
+    # Under a mixed_float16 policy Keras wraps the optimizer in a LossScaleOptimizer.
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=cfg.jit_compile)
     return model
 
 

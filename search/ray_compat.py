@@ -1,0 +1,79 @@
+"""Keep a sweep alive when Ray kills a trial's worker from outside.
+
+Ray Tune 2.60's actor manager (``ray.air.execution._internal.actor_manager``)
+turns a failed trial task into a trial failure only when the error is a
+``RayActorError`` or a ``RayTaskError``. When Ray's memory monitor kills a
+trial's worker, the driver gets ``ray.exceptions.OutOfMemoryError`` instead
+(a plain ``RayError``; likewise ``NodeDiedError`` for a node that vanished),
+and the actor manager raises ``RuntimeError("Caught unexpected exception")``
+out of ``Tuner.fit()``: the whole sweep dies for one trial's memory. (Found
+by tests/cluster/test_faults.py on a real cluster.)
+
+:func:`tolerate_killed_trial_workers` hands such errors on as what they are
+to Tune, the death of the trial's actor (:class:`TrialWorkerKilled`, a
+``RayActorError`` carrying Ray's message), so ``FailureConfig`` retries the
+trial from its last checkpoint, marks it errored after ``max_failures``, and
+the rest of the sweep goes on.
+
+A second gap shows once that works: when a trial fails because its actor
+died, Tune's controller (``TuneController._schedule_trial_stop``) returns
+before marking the trial for the next experiment-state snapshot, so a trial
+whose last attempt died that way is saved as RUNNING, and a resume would run
+it again. :func:`tolerate_killed_trial_workers` also marks every failed trial
+for the snapshot (what the controller does for other failures).
+
+Both wrap private methods of Ray 2.60; if a future Ray renames them, the
+patch is skipped with a warning naming what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
+
+logger = logging.getLogger(__name__)
+
+KILLED_FROM_OUTSIDE = (OutOfMemoryError, NodeDiedError)
+
+
+class TrialWorkerKilled(RayActorError):
+    """A trial's worker killed by Ray (memory monitor, lost node): its actor is gone."""
+
+    def __init__(self, cause: Exception):
+        super().__init__(error_msg=f"{type(cause).__name__}: {cause}")
+
+
+def _wrap(owner, name: str, make) -> bool:
+    original = getattr(owner, name, None)
+    if original is None:
+        logger.warning("%s.%s not found (a Ray other than 2.60?): a trial killed by Ray may end the sweep "
+                       "or be saved as running", owner.__name__, name)
+        return False
+    if not getattr(original, "_scenetune", False):
+        wrapper = make(original)
+        wrapper._scenetune = True
+        setattr(owner, name, wrapper)
+    return True
+
+
+def tolerate_killed_trial_workers() -> bool:
+    """Install both fixes once per process; True when both are in place."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.tune.execution.tune_controller import TuneController
+
+    def hand_over(original):
+        def _actor_task_failed(self, tracked_actor_task, exception):
+            if isinstance(exception, KILLED_FROM_OUTSIDE):
+                exception = TrialWorkerKilled(exception)
+            return original(self, tracked_actor_task, exception)
+        return _actor_task_failed
+
+    def snapshot_failed(original):
+        def _process_trial_failure(self, trial, exception):
+            original(self, trial, exception)
+            self._mark_trial_to_checkpoint(trial)
+        return _process_trial_failure
+
+    return (_wrap(RayActorManager, "_actor_task_failed", hand_over)
+            & _wrap(TuneController, "_process_trial_failure", snapshot_failed))

@@ -1,0 +1,211 @@
+"""Fault tolerance on a real multi-node Ray cluster on this machine (a head
+and worker nodes of 1 CPU each, started with ``ray start``; see
+raycluster.py), storage on a directory standing for shared storage. Every
+assertion reads the experiment's files (result.json, error.txt, Ray Tune's
+state, the searcher's state), never the log text."""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from analysis import load_experiment
+from tests.cluster.conftest import SCENETUNE, Driver, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Each worker node has this much memory of its own (a memory cgroup); Ray's
+# memory monitor acts at 75% of it (conftest.CLUSTER_ENV).
+WORKER_MEMORY_MB = 4096
+
+
+def rows_of(trial_dir: str) -> list[dict]:
+    """The epochs a trial reported, from its result.json (a partly written
+    last line is skipped: the driver may be writing it)."""
+    path = os.path.join(trial_dir, "result.json")
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return rows
+
+
+def trial_dirs(experiment: str) -> list[str]:
+    return sorted(d for d in glob.glob(os.path.join(experiment, "*", "")) if os.path.exists(d + "params.json"))
+
+
+def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_node(cluster, make_spec, tmp_path):
+    victim, _ = cluster.ensure_workers(2, memory_cap_mb=WORKER_MEMORY_MB)
+    spec = make_spec({"name": "lost-node", "storage": str(tmp_path / "shared"),
+                      "search": {"num_samples": 2, "max_concurrent": 2},
+                      "scheduler": {"name": "asha", "max_t": 8, "grace_period": 6, "reduction_factor": 2},
+                      "failure": {"max_failures": 2},
+                      "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
+                      "fixed": {"epochs": 8}})
+    experiment = str(tmp_path / "shared" / "lost-node")
+    driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
+
+    def running_on_victim():
+        for trial in trial_dirs(experiment):
+            rows = rows_of(trial)
+            if rows and rows[-1]["node_ip"] == victim.ip and rows[-1]["epoch"] >= 2 and not rows[-1]["done"]:
+                return trial
+    trial = wait_until(running_on_victim, 300, "trial with 2 epochs on the victim node", driver)
+    cluster.kill_raylet(victim)
+    assert driver.wait() == 0, driver.tail()
+
+    exp = load_experiment(experiment)
+    assert len(exp.trials) == 2
+    assert set(exp.trials["status"]) <= {"completed", "stopped"}, exp.trials[["trial_id", "status", "error"]]
+    rows = rows_of(trial)
+    trial_id = rows[0]["trial_id"]
+    assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, "the lost node failed the trial"
+    epochs = [r["epoch"] for r in rows]
+    assert epochs == list(range(1, len(rows) + 1)), f"epochs continue, not start over: {epochs}"
+    moved = next(i for i, r in enumerate(rows) if r["node_ip"] != victim.ip)
+    assert moved >= 2 and all(r["node_ip"] == victim.ip for r in rows[:moved])
+    assert rows[moved]["iterations_since_restore"] == 1, "the first epoch on the new node is its first since restore"
+    assert rows[moved]["epoch"] == rows[moved - 1]["epoch"] + 1, "resumed from the last checkpoint"
+    assert rows[moved]["train_time_s"] > rows[moved - 1]["train_time_s"], "training time carried over"
+    assert rows[-1]["epoch"] in (6, 8)  # stopped at ASHA's rung or completed
+    for other in trial_dirs(experiment):  # no trial started over
+        epochs = [r["epoch"] for r in rows_of(other)]
+        assert epochs == list(range(1, len(epochs) + 1)), f"{other}: {epochs}"
+
+
+def completed_and_started(experiment: str):
+    """(completed trial ids per Ray Tune's saved state, started trial dirs)."""
+    if not glob.glob(os.path.join(experiment, "experiment_state-*.json")):
+        return set(), []
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = load_experiment(experiment).trials
+    done = set(trials.loc[trials["status"] == "completed", "trial_id"]) if not trials.empty else set()
+    return done, trial_dirs(experiment)
+
+
+def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optuna_keeps_its_study(
+        cluster, make_spec, tmp_path):
+    from ray.tune.search.optuna import OptunaSearch
+
+    cluster.ensure_workers(2, memory_cap_mb=WORKER_MEMORY_MB)
+    spec = make_spec({"name": "driver-kill", "storage": str(tmp_path / "shared"),
+                      "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": 4, "max_concurrent": 2},
+                      "failure": {"max_failures": 1},
+                      "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
+                      "fixed": {"epochs": 3}})
+    experiment = str(tmp_path / "shared" / "driver-kill")
+    driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
+
+    def some_completed_some_running():
+        done, started = completed_and_started(experiment)
+        return (done, started) if done and len(started) > len(done) else None
+    done, started = wait_until(some_completed_some_running, 400, "a completed trial and a running one", driver,
+                               every=0.5)
+    driver.process.send_signal(signal.SIGKILL)
+    kill_time = datetime.datetime.now()
+    driver.process.wait(30)
+    assert len(started) < 4, "some trials were not yet suggested when the driver died"
+    by_id = {rows_of(t)[0]["trial_id"]: t for t in started if rows_of(t)}
+    before = {trial_id: open(os.path.join(by_id[trial_id], "result.json")).read() for trial_id in done}
+
+    # The same name without --resume is refused; with it, the sweep finishes.
+    refused = subprocess.run([SCENETUNE, "sweep", spec], capture_output=True, text=True, env=cluster.env)
+    assert refused.returncode == 2 and "already exists" in refused.stderr and "--resume" in refused.stderr
+    resumed = Driver(cluster, spec, str(tmp_path / "resume.log"), "--resume")
+    assert resumed.wait() == 0, resumed.tail()
+
+    exp = load_experiment(experiment)
+    assert len(exp.trials) == 4 and len(trial_dirs(experiment)) == 4, "total trials == num_samples"
+    assert set(exp.trials["status"]) == {"completed"}, exp.trials[["trial_id", "status", "error"]]
+    for trial_id, text in before.items():
+        after = open(os.path.join(by_id[trial_id], "result.json")).read()
+        assert after == text, f"completed trial {trial_id} was run again"
+    for trial in trial_dirs(experiment):
+        epochs = [r["epoch"] for r in rows_of(trial)]
+        assert epochs == [1, 2, 3], f"{trial}: {epochs}"
+
+    # Optuna's study after the resume still holds what it learned before the kill.
+    # One state file per driver session, named by its start time: the resumed one is the newest.
+    state = sorted(glob.glob(os.path.join(experiment, "searcher-state-*.pkl")))[-1]
+    searcher = OptunaSearch(metric="val_accuracy", mode="max")
+    searcher.restore(state)
+    study = searcher._ot_study
+    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    for trial_id in done:
+        last = json.loads(before[trial_id].splitlines()[-1])
+        observed = study.trials[searcher._ot_trials[trial_id].number]
+        assert observed.value == pytest.approx(last["val_accuracy"])
+        assert observed.params["learning_rate"] == pytest.approx(last["config"]["learning_rate"])
+        assert observed.datetime_complete < kill_time, "observed before the driver was killed"
+
+
+def test_raising_and_oom_trials_are_errored_after_their_retries_and_the_sweep_goes_on(
+        cluster, make_spec, tmp_path, capsys):
+    from search.cli import main
+
+    cluster.ensure_workers(2, memory_cap_mb=WORKER_MEMORY_MB)
+    spec = make_spec({"name": "faults", "storage": str(tmp_path / "shared"),
+                      # three trials: one raises at epoch 2, one fills its node's memory at
+                      # epoch 2, one is healthy (its fault epoch never comes)
+                      "search": {"algorithm": "random", "num_samples": 3, "max_concurrent": 2, "points": [
+                          {"debug_fault.mode": "always", "debug_fault.epoch": 2},
+                          {"debug_fault.mode": "oom", "debug_fault.epoch": 2},
+                          {"debug_fault.mode": "always", "debug_fault.epoch": 99}]},
+                      "failure": {"max_failures": 1},
+                      "space": {"debug_fault.mode": {"choice": ["always", "oom"]},
+                                "debug_fault.epoch": {"choice": [2, 99]}},
+                      "fixed": {"epochs": 3}})
+    experiment = str(tmp_path / "shared" / "faults")
+    driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
+    assert driver.wait() == 0, driver.tail()
+
+    exp = load_experiment(experiment)
+    assert len(exp.trials) == 3
+    trials = exp.trials.set_index(["config/debug_fault.mode", "config/debug_fault.epoch"])
+    for mode in ("always", "oom"):
+        faulty = trials.loc[(mode, 2)]
+        assert faulty["status"] == "errored", mode
+        assert faulty["failures"] == 2, f"{mode}: the first attempt and its one retry"
+        assert faulty["epochs"] == 1, f"{mode}: epoch 1 reported, epoch 2 never"
+    healthy = trials.loc[("always", 99)]
+    assert healthy["status"] == "completed" and healthy["epochs"] == 3 and healthy["failures"] == 0
+    error = open(os.path.join(experiment, trials.loc[("always", 2), "trial_dir"], "error.txt")).read()
+    assert "debug_fault: failing at epoch 2 (mode always)" in error
+    error = open(os.path.join(experiment, trials.loc[("oom", 2), "trial_dir"], "error.txt")).read()
+    assert "OutOfMemoryError" in error or "memory monitor" in error.lower() or "low on memory" in error, error
+    assert "no memory monitor stopped this trial" not in error
+
+    assert main(["best", experiment, "--top", "3", "--format", "json"]) == 0
+    listed = {e["trial_id"]: e["status"] for e in json.loads(capsys.readouterr().out)["best"]}
+    assert sorted(listed.values()) == ["completed", "errored", "errored"]
+
+
+def test_a_node_without_the_dataset_fails_its_trial_naming_the_node_and_the_path(
+        cluster, make_spec, tmp_path, synth_root):
+    data = tmp_path / "node-data"
+    shutil.copytree(synth_root, data / "indoor")
+    (node,) = cluster.ensure_workers(1, hidden=(str(data),))  # this "machine" never got the data
+    spec = make_spec({"name": "no-data", "storage": str(tmp_path / "shared"), "data": {"root": str(data / "indoor")},
+                      "failure": {"max_failures": 0}})
+    driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
+    assert driver.wait() == 0, driver.tail()
+
+    exp = load_experiment(str(tmp_path / "shared" / "no-data"))
+    (trial,) = exp.trials.itertuples()
+    assert trial.status == "errored" and trial.epochs == 0
+    error = open(os.path.join(exp.uri, trial.trial_dir, "error.txt")).read()
+    assert f"dataset root {data / 'indoor'} is missing on node {node.hostname}" in error

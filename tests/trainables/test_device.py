@@ -1,0 +1,98 @@
+"""Per-trial device set-up, checked on CPU: the GPU memory plan for whole and
+fractional GPUs, the threads a trial's CPUs give, and the spec options
+mixed_precision and jit_compile reaching the model (a float16 or bfloat16
+policy keeps the softmax in float32, and one training step runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainables import device
+from trainables.config import ClassifierConfig
+
+TINY = dict(backbone="basic_cnn", weights="none", image_size=32, cnn_blocks=2, cnn_filters=8, dense_units=16)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 2])
+def test_a_whole_gpu_or_none_grows_its_memory_on_demand(fraction):
+    assert device.memory_limit_mb(fraction, 24_000) is None
+    assert device.gpu_memory_plan(fraction, [24_000, 48_000]) == [None, None]
+
+
+def test_four_quarter_gpu_trials_fit_on_one_card_together():
+    total = 24_576  # an A10G
+    (limit,) = device.gpu_memory_plan(0.25, [total])
+    assert limit == int(total * 0.25) - 256
+    assert 4 * (limit + 256) <= total, "four trials and their CUDA contexts fit the card"
+    assert device.gpu_memory_plan(0.5, [total, 49_152]) == [total // 2 - 256, 49_152 // 2 - 256]
+
+
+def test_a_tiny_fraction_still_gets_a_usable_cap():
+    assert device.memory_limit_mb(0.001, 8_000) == 256
+
+
+def test_the_plan_is_empty_without_gpus():
+    assert device.gpu_memory_plan(0.25, []) == []
+
+
+class TrialContext:
+    """Stands in for Ray Tune's TuneContext: the resources a trial was given."""
+
+    def __init__(self, cpu, gpu):
+        self.resources = {"CPU": cpu, "GPU": gpu}
+
+    def get_trial_resources(self):
+        return type("Request", (), {"required_resources": self.resources})()
+
+
+def test_trial_resources_are_read_from_the_tune_context():
+    assert device.trial_resources(TrialContext(4, 0.25)) == (4.0, 0.25)
+    assert device.trial_resources(object()) == (0.0, 0.0), "outside a trial"
+
+
+@pytest.fixture
+def restore_policy():
+    import keras
+
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_configure_on_cpu_applies_threads_precision_and_no_gpu_settings(restore_policy):
+    import keras
+
+    applied = device.configure(0, "bfloat16", TrialContext(2, 0))
+    assert applied["cpus"] == 2 and applied["precision"] == "mixed_bfloat16"
+    assert "gpu_memory_limit_mb" not in applied, "no GPU here, nothing capped"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("precision, compute", [("float16", "float16"), ("bfloat16", "bfloat16")])
+def test_mixed_precision_keeps_the_output_in_float32_and_trains_a_step(restore_policy, precision, compute):
+    import keras
+
+    from trainables.models import build_classifier
+
+    cfg = ClassifierConfig(**TINY, mixed_precision=precision)
+    device.configure(0, cfg.mixed_precision)
+    model = build_classifier(cfg, 3)
+    assert model.get_layer("hidden").dtype_policy.compute_dtype == compute
+    assert model.get_layer("scene").dtype_policy.compute_dtype == "float32", "softmax in float32"
+    assert model.outputs[0].dtype == "float32"
+    if precision == "float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer), "losses are scaled"
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    loss, accuracy = model.train_on_batch(images, np.arange(8) % 3)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_jit_compile_reaches_the_compiled_model(jit):
+    from trainables.models import build_classifier
+
+    model = build_classifier(ClassifierConfig(**TINY, jit_compile=jit), 3)
+    assert model.jit_compile is jit
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    loss, _ = model.train_on_batch(images, np.arange(8) % 3)  # XLA compiles on CPU too
+    assert np.isfinite(loss)
