@@ -59,9 +59,14 @@ def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict
 
     cpus, gpus = trial_resources(context) if context is not None else (0.0, 0.0)
     applied = {"cpus": cpus, "gpus": gpus}
-    if cpus >= 1:
-        tf.config.threading.set_intra_op_parallelism_threads(int(cpus))
-        tf.config.threading.set_inter_op_parallelism_threads(max(int(cpus), 2))
+    try:
+        if cpus >= 1:
+            tf.config.threading.set_intra_op_parallelism_threads(int(cpus))
+            tf.config.threading.set_inter_op_parallelism_threads(max(int(cpus), 2))
+    except RuntimeError:
+        # TensorFlow already ran in this process (an evaluation after a fit, a
+        # test session): its thread pools are fixed; keep them.
+        applied["threads_unchanged"] = True
     devices = tf.config.list_physical_devices("GPU")
     plan = gpu_memory_plan(gpus, gpu_total_mb()) if devices else []
     for i, gpu in enumerate(devices):

@@ -96,3 +96,11 @@ def test_jit_compile_reaches_the_compiled_model(jit):
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     loss, _ = model.train_on_batch(images, np.arange(8) % 3)  # XLA compiles on CPU too
     assert np.isfinite(loss)
+
+
+def test_configure_after_tensorflow_already_ran_keeps_its_thread_pools(restore_policy):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1  # TensorFlow initialised, as after a fit in the same process
+    applied = device.configure(0, "float32", TrialContext(2, 0))
+    assert applied["threads_unchanged"] is True and applied["precision"] == "float32"
