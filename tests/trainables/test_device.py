@@ -102,5 +102,5 @@ def test_configure_after_tensorflow_already_ran_keeps_its_thread_pools(restore_p
     import tensorflow as tf
 
     tf.constant(1.0) + 1  # TensorFlow initialised, as after a fit in the same process
-    applied = device.configure(0, "float32", TrialContext(2, 0))
+    applied = device.configure(0, "float32", TrialContext(3, 0))  # a thread count it was not started with
     assert applied["threads_unchanged"] is True and applied["precision"] == "float32"
