@@ -58,9 +58,12 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
     def running_on_victim():
+        # Epochs 2 to 4: past the first checkpoints, and well before ASHA's rung
+        # at 6, where a trial stopped by ASHA would leave a last row that is not
+        # `done` either: killing an idle node would then fail no trial.
         for trial in trial_dirs(experiment):
             rows = rows_of(trial)
-            if rows and rows[-1]["node_ip"] == victim.ip and rows[-1]["epoch"] >= 2 and not rows[-1]["done"]:
+            if rows and rows[-1]["node_ip"] == victim.ip and 2 <= rows[-1]["epoch"] <= 4 and not rows[-1]["done"]:
                 return trial
     trial = wait_until(running_on_victim, 300, "trial with 2 epochs on the victim node", driver)
     cluster.kill_raylet(victim)
@@ -71,7 +74,8 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     assert set(exp.trials["status"]) <= {"completed", "stopped"}, exp.trials[["trial_id", "status", "error"]]
     rows = rows_of(trial)
     trial_id = rows[0]["trial_id"]
-    assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, "the lost node failed the trial"
+    assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, (
+        "the lost node failed the trial", [(r["epoch"], r["node_ip"], r["done"]) for r in rows], victim.ip)
     epochs = [r["epoch"] for r in rows]
     assert epochs == list(range(1, len(rows) + 1)), f"epochs continue, not start over: {epochs}"
     moved = next(i for i, r in enumerate(rows) if r["node_ip"] != victim.ip)
