@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_NAME ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
+NOW := $(shell date +%Y%m%d-%H%M%S)
+DEMO_NAME ?= quickstart-$(NOW)  # one name for every step, even across a second boundary
 
 .PHONY: demo test install clean
 
