@@ -4,8 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One name for every step of the demo, even across a second boundary.
 NOW := $(shell date +%Y%m%d-%H%M%S)
-DEMO_NAME ?= quickstart-$(NOW)  # one name for every step, even across a second boundary
+DEMO_NAME ?= quickstart-$(NOW)
 
 .PHONY: demo test install clean
 
