@@ -272,7 +272,7 @@ def main(argv=None) -> int:
         stages = [("decode+resize: TensorFlow decode_jpeg (tf.data, AUTOTUNE)", count_rate(ds, n), "full decode")]
         started = now()
         open_cache(paths, size, tempfile.mkdtemp(prefix="cache-", dir=args.workdir), workers=max(2, cores))
-        stages.append(("decode+resize: scenetune cache build (PIL, DCT scaling)", rate(n, started),
+        stages.append(("decode+resize: scenetune cache build (DCT scaling in 8ths)", rate(n, started),
                        f"{max(2, cores)} threads, EXIF/CMYK-correct"))
         started = now()
         check_dataset(root, "mit67")

@@ -8,7 +8,10 @@ refuses (EXIF orientation, CMYK and YCCK JPEGs, 16-bit PNGs, palette and
 alpha images), and it identifies a file by its content, not its extension.
 
 What it does to each kind:
-- JPEG: libjpeg's DCT scaling (``Image.draft``) decodes at 1/2, 1/4 or 1/8
+- a plain JPEG (YCbCr or grayscale, no EXIF rotation), the hot path of the
+  cache: libjpeg-turbo through simplejpeg, DCT-scaled in eighths to the
+  smallest size not under the target (:func:`load_resized`);
+- other JPEGs: libjpeg's DCT scaling (``Image.draft``) decodes at 1/2, 1/4 or 1/8
   scale when the source is at least that many times the requested side, which
   skips most of the work (a 12000x9000 photo decodes at 1500x1125);
 - EXIF orientation applied (``ImageOps.exif_transpose``), so a portrait
@@ -22,11 +25,14 @@ not an image, truncated, too large...).
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is bad, never half grey
@@ -161,17 +167,49 @@ def _kind(path: str) -> str:
     return "image"
 
 
-def resize_square(image: Image.Image, size: int) -> np.ndarray:
-    """RGB image -> ``[size, size, 3]`` uint8: antialiased bilinear, stretched
-    to a square (as Keras' ``target_size`` does)."""
-    if image.size != (size, size):
-        # reducing_gap=1: a box reduction by the integer part first, then
-        # bilinear on the rest; same look, about 30% faster on 2x reductions.
-        image = image.resize((size, size), Image.BILINEAR, reducing_gap=1.0)
-    return np.asarray(image)
+def resize_square(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """RGB image -> ``[size, size, 3]`` uint8, stretched to a square (as
+    Keras' ``target_size`` does). Shrinking by 1.5x or more averages pixel
+    areas (OpenCV's ``INTER_AREA``, antialiased); anything closer to the target,
+    which is what DCT scaling leaves (at most 1.33x for a JPEG above 3/8 scale),
+    is bilinear (``INTER_LINEAR``, 1.5x cheaper here)."""
+    pixels = np.asarray(image)
+    height, width = pixels.shape[:2]
+    if (height, width) == (size, size):
+        return pixels
+    shrink = min(height, width) / size
+    interpolation = cv2.INTER_AREA if shrink >= 1.5 else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (size, size), interpolation=interpolation)
+
+
+def _fast_jpeg(path: str, size: int) -> np.ndarray | None:
+    """The common case, a plain YCbCr or grayscale JPEG without EXIF
+    rotation, decoded by libjpeg-turbo through simplejpeg: DCT scaling in
+    eighths (a 450 px photo decodes at 5/8 for 224 px, where PIL can only
+    halve), fast integer IDCT and plain chroma upsampling: 1.6x cheaper than
+    PIL's decode here. None for anything else (CMYK, EXIF orientation, not a
+    JPEG, damaged): :func:`decode_image` then decodes it, or says why not."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.startswith(b"\xff\xd8\xff"):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:  # reads the headers only
+                if header.mode not in ("RGB", "L") or header.getexif().get(0x0112, 1) not in (1, None):
+                    return None
+        pixels = simplejpeg.decode_jpeg(data, "RGB", fastdct=True, fastupsample=True,
+                                        min_height=size, min_width=size)
+    except Exception:  # noqa: BLE001 - any doubt: the full decode decides, with its reason
+        return None
+    return resize_square(pixels, size)
 
 
 def load_resized(path: str, size: int) -> np.ndarray:
     """``path`` -> ``[size, size, 3]`` uint8 RGB: the cache's and the pipeline's decode."""
+    fast = _fast_jpeg(path, size)
+    if fast is not None:
+        return fast
     image, _ = decode_image(path, min_side=size)
     return resize_square(image, size)

@@ -6,6 +6,7 @@ import os
 import re
 import time
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +15,7 @@ from search.cli import main
 from tests.bad_images import jpeg_bytes, write_hidden, write_kinds
 from trainables.datacheck import DataCheckError, check_dataset, enforce
 from trainables.datasets import DatasetError, SplitSpec, build_manifest, manifest_from_csv, manifest_to_csv
-from trainables.decode import UndecodableImage, load_resized, load_rgb
+from trainables.decode import UndecodableImage, _fast_jpeg, load_resized, load_rgb
 
 KINDS_DIR = "Images/mixed kinds"  # a category name with a space
 
@@ -84,6 +85,25 @@ def test_decodable_kinds_decode_to_the_right_rgb(messy, name):
     assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
     centre = pixels[pixels.shape[0] // 2, pixels.shape[1] // 2].astype(int)
     assert np.abs(centre - kinds[name].color).max() <= 3, (name, centre)
+
+
+@pytest.mark.parametrize("name", ["png_as.jpg", "gif_as.jpg", "bmp_as.jpg", "webp_as.jpg", "cmyk.jpg", "gray.jpg",
+                                  "gray16.png", "rgb16.png", "plain.jpg", "big.jpg", "rotated.jpg"])
+def test_the_training_decode_agrees_with_the_full_decode_for_every_kind(messy, name):
+    """``load_resized`` (the cache's decode: libjpeg-turbo's fast path for
+    plain JPEGs, PIL for the rest) gives the same picture as the full decode."""
+    root, _, _ = messy
+    path = os.path.join(root, KINDS_DIR, name)
+    full, _ = load_rgb(path)
+    expected = cv2.resize(full, (24, 24), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(load_resized(path, 24).astype(int) - expected).mean() <= 4, name
+
+
+def test_only_plain_jpegs_take_the_fast_decode(messy):
+    root, _, _ = messy
+    fast = {name for name in ("plain.jpg", "gray.jpg", "big.jpg", "cmyk.jpg", "rotated.jpg", "png_as.jpg",
+                              "truncated.jpg") if _fast_jpeg(os.path.join(root, KINDS_DIR, name), 24) is not None}
+    assert fast == {"plain.jpg", "gray.jpg", "big.jpg"}
 
 
 def test_alpha_is_composited_on_white_and_exif_rotation_applied(messy):
