@@ -183,7 +183,8 @@ def train_classifier(config: dict) -> None:
     model, done, train_time = restore(cfg, len(cfg.data.classes), augments_in_model(cfg, applied["gpus"]))
     # A restored model decides: it augments if it was built with the layer.
     in_model = any(isinstance(layer, RandomAffine) for layer in model.layers)
-    model.jit_compile = cfg.jit_compile  # a restored model keeps what it was saved with; the config decides
+    # A restored model keeps what it was saved with; the config decides.
+    model.jit_compile, model.steps_per_execution = cfg.jit_compile, cfg.steps_per_execution
     reporter = None
     for start, end, size in cfg.phases():  # one phase unless progressive_resize
         if end <= done:

@@ -105,6 +105,8 @@ class ClassifierConfig(Strict):
         "auto", description="auto: in the model on a GPU trial, else on the CPU (tf.data map)")
     mixed_precision: Literal["float32", "float16", "bfloat16"] = "float32"
     jit_compile: bool = False
+    steps_per_execution: int = Field(
+        1, ge=1, description="train steps per call into TensorFlow: more keeps a fast GPU fed with a small model")
     progressive_resize: list[int] | None = Field(
         None, description="image sizes, smallest first: train the first rungs small, grow as ASHA promotes")
     resize_epochs: list[int] | None = Field(

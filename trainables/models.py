@@ -51,7 +51,8 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
     model = keras.Model(inputs, outputs, name=f"scenetune_{cfg.backbone}")
     # Under a mixed_float16 policy Keras wraps the optimizer in a LossScaleOptimizer.
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=cfg.jit_compile)
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=cfg.jit_compile,
+                  steps_per_execution=cfg.steps_per_execution)
     return model
 
 

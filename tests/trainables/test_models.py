@@ -53,3 +53,20 @@ def test_weights_file_is_loaded(tmp_path):
     second = build_classifier(small_config("mobilenet_v2", weights=path), 3)
     for a, b in zip(backbone_of(first).weights, backbone_of(second).weights):
         assert (a.numpy() == b.numpy()).all()
+
+
+def test_steps_per_execution_runs_several_steps_per_call_and_every_batch_still_trains():
+    import numpy as np
+
+    calls = []
+    model = build_classifier(small_config("basic_cnn", cnn_blocks=1, cnn_filters=4, steps_per_execution=4),
+                             num_classes=3)
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(batch)
+
+    x = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3)).astype("float32")
+    model.fit(x, np.arange(40) % 3, batch_size=4, epochs=1, verbose=0, callbacks=[Count()])
+    assert int(model.optimizer.iterations.numpy()) == 10  # every one of the 10 batches took a step
+    assert len(calls) == 3  # in 3 calls: 4 + 4 + 2 steps
