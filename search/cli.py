@@ -126,16 +126,22 @@ def cmd_predict(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from search.replay import replay
+    from search.replay import ReplayError, replay
     from search.tuner import connect
 
     def progress(done, total):
         print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     searchers, schedulers = args.searcher.split(","), args.scheduler.split(",")
+    rank_by = None
+    if args.rank_by:
+        metric, _, mode = args.rank_by.partition(":")
+        if not metric or mode not in ("max", "min"):
+            raise ReplayError(f"--rank-by: expected METRIC:max or METRIC:min, got {args.rank_by!r}")
+        rank_by = (metric, mode)
     connect(args.address)
     runs, summary = replay(args.experiment, searchers, schedulers, args.repeats, args.num_samples,
-                           args.max_concurrent, args.tolerance, args.seed, progress)
+                           args.max_concurrent, args.tolerance, args.seed, progress, rank_by)
     if args.format == "json":
         print(json.dumps({"target": summary.attrs["target"], "best_recorded": summary.attrs["best_recorded"],
                           "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, indent=2))
@@ -218,6 +224,8 @@ def build_parser() -> Parser:
     p.add_argument("--num-samples", type=int, help="trials per replayed sweep (default: as many as recorded)")
     p.add_argument("--max-concurrent", type=int, default=1, help="replayed trials at once (1: deterministic)")
     p.add_argument("--tolerance", type=float, default=0.01, help="'within 1 point' of the best: 0.01")
+    p.add_argument("--rank-by", metavar="METRIC:MODE",
+                   help="what the schedulers rank trials by, e.g. val_loss:min (default: as recorded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--address", help="Ray cluster to join (default: embedded Ray)")
     p.add_argument("--format", choices=["text", "json"], default="text")

@@ -57,6 +57,8 @@ class Recording:
     configs: pd.DataFrame  # index trial_id, one column per searched key
     curves: dict[str, list[tuple[float, float]]]  # trial_id -> [(metric, epoch_time_s)] per epoch
     scheduler: dict  # the recorded spec's scheduler settings
+    rank_by: tuple[str, str] | None = None  # (metric, mode) the schedulers rank by, when not ``metric``
+    rank_curves: dict[str, list[float]] | None = None  # trial_id -> that metric per epoch
 
     @property
     def best(self) -> float:
@@ -68,7 +70,9 @@ class Recording:
         return max(len(c) for c in self.curves.values())
 
 
-def load_recording(uri: str) -> Recording:
+def load_recording(uri: str, rank_by: tuple[str, str] | None = None) -> Recording:
+    """``rank_by``: (metric, mode) for the schedulers to rank trials by
+    (default: the recorded spec's ``scheduler.metric``, else the sweep's metric)."""
     exp = load_experiment(uri)
     if not exp.spec:
         raise ReplayError(f"{uri}: no scenetune_spec.yaml: only scenetune experiments can be replayed")
@@ -78,13 +82,23 @@ def load_recording(uri: str) -> Recording:
     metric, mode = exp.metric, exp.mode
     if exp.epochs.empty or metric not in exp.epochs or "epoch_time_s" not in exp.epochs:
         raise ReplayError(f"{uri}: no recorded {metric} and epoch_time_s curves to replay")
-    curves = {}
+    scheduler = exp.spec.get("scheduler") or {}
+    if rank_by is None and scheduler.get("metric"):
+        rank_by = (scheduler["metric"], scheduler["mode"])
+    if rank_by is not None and rank_by[0] == metric:
+        rank_by = None if rank_by[1] == mode else rank_by
+    if rank_by is not None and rank_by[0] not in exp.epochs:
+        raise ReplayError(f"{uri}: no recorded {rank_by[0]} curves for the scheduler to rank by")
+    needed = [metric, "epoch_time_s"] + ([rank_by[0]] if rank_by else [])
+    curves, rank_curves = {}, {}
     for trial_id, rows in exp.epochs.sort_values("training_iteration").groupby("trial_id"):
-        rows = rows.dropna(subset=[metric, "epoch_time_s"])
+        rows = rows.dropna(subset=needed)
         if len(rows):
             curves[str(trial_id)] = list(zip(rows[metric].astype(float), rows["epoch_time_s"].astype(float)))
+            if rank_by:
+                rank_curves[str(trial_id)] = rows[rank_by[0]].astype(float).tolist()
     configs = pd.DataFrame({tid: {k: get_path(exp.configs[tid], k) for k in params} for tid in curves}).T
-    return Recording(params, metric, mode, configs, curves, exp.spec.get("scheduler") or {})
+    return Recording(params, metric, mode, configs, curves, scheduler, rank_by, rank_curves if rank_by else None)
 
 
 def _normalise(param: Param, value) -> float:
@@ -121,6 +135,8 @@ def replay_trainable(config: dict, recording: Recording, checkpoint: bool = Fals
         value, seconds = curve[epoch - 1]
         metrics = {recording.metric: value, "epoch": epoch, "epoch_time_s": seconds,
                    "simulated_time_s": sum(s for _, s in curve[:epoch]), "recorded_trial": trial_id}
+        if recording.rank_by:
+            metrics[recording.rank_by[0]] = recording.rank_curves[trial_id][epoch - 1]
         if not checkpoint:
             tune.report(metrics)
             continue
@@ -174,15 +190,19 @@ def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_sam
 
 
 def _scheduler(name: str, rec: Recording):
+    """The scheduler, ranking by ``rec.rank_by`` when set (else by what TuneConfig says)."""
     s = rec.scheduler
     grace, factor = int(s.get("grace_period") or 1), float(s.get("reduction_factor") or 3)
+    ranking = dict(zip(("metric", "mode"), rec.rank_by)) if rec.rank_by else {}
     if name == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=rec.max_t, grace_period=grace,
-                             reduction_factor=factor)
+                             reduction_factor=factor, **ranking)
     if name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=rec.max_t, reduction_factor=factor)
+        return HyperBandScheduler(time_attr="training_iteration", max_t=rec.max_t, reduction_factor=factor,
+                                  **ranking)
     if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3)
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3,
+                                  **ranking)
     return FIFOScheduler()
 
 
@@ -193,10 +213,13 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
     ledger = ComputeLedger(rec.metric, rec.mode, target)
     search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
+    own = rec.rank_by is not None and scheduler != "none"
     tuner = tune.Tuner(
         tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband"),
         param_space=space,
-        tune_config=tune.TuneConfig(metric=rec.metric, mode=rec.mode, search_alg=search_alg,
+        # A scheduler with its own metric refuses TuneConfig's; the searchers carry theirs.
+        tune_config=tune.TuneConfig(metric=None if own else rec.metric, mode=None if own else rec.mode,
+                                    search_alg=search_alg,
                                     scheduler=chosen, num_samples=num_samples,
                                     max_concurrent_trials=max_concurrent if searcher == "tpe" else None,
                                     reuse_actors=True),
@@ -226,8 +249,9 @@ def _environ(values: dict):
 
 def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), repeats: int = 10,
            num_samples: int | None = None, max_concurrent: int = 1, tolerance: float = 0.01,
-           seed: int = 0, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every searcher x scheduler, ``repeats`` times; ``(runs, summary)`` tables."""
+           seed: int = 0, progress=None, rank_by: tuple[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every searcher x scheduler, ``repeats`` times; ``(runs, summary)`` tables.
+    ``rank_by``: (metric, mode) the schedulers rank trials by (default: the recording's)."""
     for name in searchers:
         if name not in SEARCHERS:
             raise ReplayError(f"--searcher: unknown {name!r}; known: {', '.join(SEARCHERS)}")
@@ -236,7 +260,7 @@ def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), r
             raise ReplayError(f"--scheduler: unknown {name!r}; known: {', '.join(SCHEDULERS)}")
     if repeats < 1:
         raise ReplayError(f"--repeats: must be at least 1, got {repeats}")
-    rec = load_recording(uri)
+    rec = load_recording(uri, rank_by)
     num_samples = num_samples or len(rec.curves)
     storage = tempfile.mkdtemp(prefix="scenetune-replay-")
     runs = []

@@ -66,6 +66,8 @@ class SchedulerSpec(Strict):
     max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
+    metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: the sweep's)")
+    mode: Literal["max", "min"] | None = None
 
 
 class ResourcesSpec(Strict):
@@ -276,7 +278,15 @@ def _check_scheduler(spec: SweepSpec) -> None:
     sched = spec.scheduler
     _resize_at_rungs(spec)
     if sched.name == "none":
+        if sched.metric or sched.mode:
+            raise SpecError("scheduler.metric: only ASHA ranks trials at rungs; scheduler.name is none")
         return
+    if (sched.metric is None) != (sched.mode is None):
+        raise SpecError("scheduler.metric and scheduler.mode: give both (e.g. val_loss, min) or neither")
+    known = METRICS[spec.trainable] + TUNE_METRICS
+    if sched.metric is not None and sched.metric not in known:
+        raise SpecError(f"scheduler.metric: {sched.metric!r} is not reported by {spec.trainable}; "
+                        f"known: {', '.join(known)}")
     epochs = spec.max_epochs()
     if sched.max_t is None:
         sched.max_t = epochs

@@ -94,8 +94,10 @@ def scheduler(spec: SweepSpec):
     s = spec.scheduler
     if s.name == "none":
         return FIFOScheduler()
+    # scheduler.metric: ASHA ranks by its own metric (val_loss breaks the ties
+    # that val_accuracy has at chance in the first epochs); the searcher keeps the sweep's.
     return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor)
+                         reduction_factor=s.reduction_factor, metric=s.metric, mode=s.mode)
 
 
 def trial_dirname(trial) -> str:
@@ -142,8 +144,11 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
     search_alg, space = searcher_and_space(spec)
     data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
     param_space = deep_merge(deep_merge(spec.fixed, space), data)
+    # A scheduler with its own metric refuses TuneConfig's; the searcher has its own in any case.
+    own = spec.scheduler.name == "asha" and spec.scheduler.metric is not None
     tune_config = tune.TuneConfig(
-        metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler(spec),
+        metric=None if own else spec.metric, mode=None if own else spec.mode,
+        search_alg=search_alg, scheduler=scheduler(spec),
         num_samples=spec.search.num_samples,
         max_concurrent_trials=spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None,
         trial_dirname_creator=trial_dirname,

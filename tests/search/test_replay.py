@@ -32,16 +32,29 @@ def curve_trainable(config):
                      "epoch_time_s": 1.0 + width / 16, "epoch": epoch})
 
 
-def record(tmp_path, synth_root, name, sched, num_samples, seed):
-    """A real sweep of curve_trainable, laid out like `scenetune sweep` lays it out."""
+def tied_trainable(config):
+    """Like curve_trainable, but every trial sits at chance (1/8) in epoch 1,
+    as real ones do: only val_loss tells them apart there."""
+    lr, width = config["learning_rate"], config["dense_units"]
+    peak = 0.9 - 0.25 * abs(math.log10(lr) + 2.5)
+    for epoch in range(1, config["epochs"] + 1):
+        accuracy = 0.125 if epoch == 1 else round(peak * (1 - math.exp(-epoch * width / 24)), 6)
+        tune.report({"val_accuracy": accuracy, "val_loss": round(2.2 - peak * epoch / 6, 6),
+                     "epoch_time_s": 1.0 + width / 16, "epoch": epoch})
+
+
+def record(tmp_path, synth_root, name, sched, num_samples, seed, trainable=curve_trainable):
+    """A real sweep of ``trainable``, laid out like `scenetune sweep` lays it out."""
     raw = deep_update(BASE_SPEC, {"name": name, "data": {"root": synth_root}, "storage": str(tmp_path),
                                   "space": SPACE, "fixed": {"dense_units": None, "epochs": 6},
                                   "search": {"algorithm": "random", "num_samples": num_samples, "seed": seed,
                                              "max_concurrent": 1}, "scheduler": sched})
     spec = parse_spec(raw)
     search_alg, space = searcher_and_space(spec)
-    tuner = tune.Tuner(curve_trainable, param_space={**spec.fixed, **space},
-                       tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", search_alg=search_alg,
+    own = spec.scheduler.metric is not None  # as build_tuner: ASHA then ranks by its own metric
+    tuner = tune.Tuner(trainable, param_space={**spec.fixed, **space},
+                       tune_config=tune.TuneConfig(metric=None if own else "val_accuracy", mode=None if own else "max",
+                                                   search_alg=search_alg,
                                                    scheduler=scheduler(spec), num_samples=num_samples,
                                                    trial_dirname_creator=trial_dirname),
                        run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0))
@@ -89,6 +102,24 @@ def test_asha_in_replay_stops_what_asha_stopped_in_the_real_run(ray_local, tmp_p
     assert set(outcome["stopped_trials"]) == really_stopped
 
 
+def test_asha_ranking_by_val_loss_breaks_the_ties_at_chance_and_replays_the_same(ray_local, tmp_path, synth_root):
+    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "metric": "val_loss", "mode": "min"}
+    uri = record(tmp_path, synth_root, "asha-by-loss", asha, 8, seed=5, trainable=tied_trainable)
+    exp = load_experiment(uri)
+    epochs = exp.epochs.groupby("trial_id")["training_iteration"].max()
+    at_first_rung = set(epochs[epochs == 1].index)
+    assert at_first_rung, "ranked by val_loss, ASHA stops trials at epoch 1 although their accuracies tie"
+    really_stopped = set(exp.trials.loc[exp.trials["status"] == "stopped", "trial_id"])
+    rec = load_recording(uri)  # ranks as recorded: scheduler.metric val_loss
+    assert rec.rank_by == ("val_loss", "min")
+    outcome = replay_once(rec, "random", "asha", seed=5, num_samples=8, storage=str(tmp_path))
+    assert set(outcome["stopped_trials"]) == really_stopped
+    by_accuracy = load_recording(uri, rank_by=("val_accuracy", "max"))
+    assert by_accuracy.rank_by is None
+    outcome = replay_once(by_accuracy, "random", "asha", seed=5, num_samples=8, storage=str(tmp_path))
+    assert not set(outcome["stopped_trials"]) & at_first_rung  # ties at chance: nobody stops at epoch 1
+
+
 def test_replay_compares_strategies_with_compute_figures(complete):
     runs, summary = replay(complete, ["random", "tpe"], ["none", "asha"], repeats=2, num_samples=6)
     assert len(runs) == 8
@@ -116,6 +147,10 @@ def test_cli_replay_and_its_bad_input(complete, capsys):
                  "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["summary"][0]["searcher"] == "random" and len(document["runs"]) == 1
+    assert main(["replay", complete, "--rank-by", "val_loss"]) == 2
+    assert "--rank-by: expected METRIC:max or METRIC:min" in capsys.readouterr().err
+    assert main(["replay", complete, "--rank-by", "val_loss:min"]) == 2  # curve_trainable reports no val_loss
+    assert "no recorded val_loss curves" in capsys.readouterr().err
     assert main(["replay", complete, "--searcher", "bohb"]) == 2
     assert "--searcher: unknown 'bohb'" in capsys.readouterr().err
     assert main(["replay", complete + "-nope"]) == 2

@@ -34,6 +34,10 @@ BAD_SPECS = [
      "space.image_size: image_size 32 is below inception_resnet_v2's minimum of 75"),
     ({"name": "bad name/with slash"}, "name: String should match pattern"),
     ({"resources": {"gpu": -1}}, "resources.gpu: Input should be greater than or equal to 0"),
+    ({"scheduler": {"name": "asha", "metric": "val_loss"}}, "scheduler.metric and scheduler.mode: give both"),
+    ({"scheduler": {"name": "asha", "metric": "val_los", "mode": "min"}},
+     "scheduler.metric: 'val_los' is not reported by classifier"),
+    ({"scheduler": {"name": "none", "metric": "val_loss", "mode": "min"}}, "scheduler.metric: only ASHA ranks"),
 ]
 
 
