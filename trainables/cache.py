@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 
 from trainables.decode import UndecodableImage, load_resized
 
-CACHE_VERSION = 2  # bump when the decode changes what pixels a file gives
+CACHE_VERSION = 3  # bump when the decode changes what pixels a file gives
 ENV_VAR = "SCENETUNE_CACHE"
 MARKER, INDEX, ARRAY = "COMPLETE", "index.json", "images.npy"
 
