@@ -1,15 +1,17 @@
 """Which search strategy pays? Record one real sweep, replay it with six.
 
-1. Record (``--record``, about 10 minutes on 2 cores: 64 trials x 8 epochs): a real classifier sweep
-   on the synthetic scenes (8 classes of 200 images), random search, every trial run to max_t (no early
-   stopping) so every learning curve is complete. Checkpoints and predictions
-   are dropped and the experiment is kept as a small fixture under
+1. Record (``--record``, about 10 minutes on 2 cores: 64 trials x 8 epochs):
+   a real classifier sweep on the synthetic scenes (8 classes of 200 images),
+   random search, every trial run to max_t (no early stopping) so every
+   learning curve is complete. Checkpoints and predictions are dropped and the
+   experiment is kept as a small fixture under
    ``benchmarks/fixtures/search-recorded`` (committed, well under 5 MB).
 2. Replay it (``scenetune replay``'s machinery) with random, TPE, random+ASHA
    and TPE+ASHA (ASHA ranking by val_accuracy, and again by val_loss),
-   ``--repeats`` seeds each, and print, per strategy, the best accuracy reached, the simulated compute and the compute needed to come
-   within 1 point of the best recorded accuracy, relative to random search
-   without early stopping. Goal: TPE+ASHA needs at most a third of it.
+   ``--repeats`` seeds each, and print, per strategy, the best accuracy
+   reached, the simulated compute and the compute needed to come within 1
+   point of the best recorded accuracy, relative to random search without
+   early stopping. Goal: TPE+ASHA needs at most a third of it.
 
     .venv/bin/python benchmarks/search_efficiency.py            # replay the committed recording
     .venv/bin/python benchmarks/search_efficiency.py --record   # record it again first
