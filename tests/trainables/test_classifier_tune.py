@@ -50,11 +50,12 @@ def spec_classes(exp):
     return next(iter(exp.configs.values()))["data"]["classes"]
 
 
-@pytest.mark.parametrize("keep", [1, 3])
-def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec, keep):
+@pytest.mark.parametrize("keep, steps", [(1, 1), (3, 3)])  # steps: steps_per_execution, restored too
+def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec, keep, steps):
     spec = load_spec(make_spec({"name": f"retry-{keep}", "failure": {"max_failures": 1},
                                 "checkpoint": {"num_to_keep": keep},
-                                "fixed": {"epochs": 4, "debug_fault": {"epoch": 2, "mode": "once"}}}))
+                                "fixed": {"epochs": 4, "debug_fault": {"epoch": 2, "mode": "once"},
+                                          "steps_per_execution": steps}}))
     exp = load_experiment(run_sweep(spec))
     (trial,) = exp.trials.itertuples()
     assert trial.failures == 1, "the injected fault must have failed the first attempt"
