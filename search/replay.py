@@ -37,7 +37,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import load_experiment
-from search.tuner import make_sampler
+from search.tuner import make_sampler, tune_ranking
 from spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 SEARCHERS = ("random", "tpe")
@@ -213,13 +213,11 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
     ledger = ComputeLedger(rec.metric, rec.mode, target)
     search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
-    own = rec.rank_by is not None and scheduler != "none"
+    metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
     tuner = tune.Tuner(
         tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband"),
         param_space=space,
-        # A scheduler with its own metric refuses TuneConfig's; the searchers carry theirs.
-        tune_config=tune.TuneConfig(metric=None if own else rec.metric, mode=None if own else rec.mode,
-                                    search_alg=search_alg,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
                                     scheduler=chosen, num_samples=num_samples,
                                     max_concurrent_trials=max_concurrent if searcher == "tpe" else None,
                                     reuse_actors=True),

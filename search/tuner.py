@@ -100,6 +100,12 @@ def scheduler(spec: SweepSpec):
                          reduction_factor=s.reduction_factor, metric=s.metric, mode=s.mode)
 
 
+def tune_ranking(chosen, metric, mode) -> tuple:
+    """TuneConfig's ``(metric, mode)`` beside the scheduler ``chosen``: none when
+    it ranks by its own metric (Ray refuses both; the searchers carry theirs)."""
+    return (None, None) if chosen.metric else (metric, mode)
+
+
 def trial_dirname(trial) -> str:
     """Short trial folders (``classifier_1a2b3c4d``): Ray's default packs the
     whole config into the name, including the data block."""
@@ -144,11 +150,10 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
     search_alg, space = searcher_and_space(spec)
     data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
     param_space = deep_merge(deep_merge(spec.fixed, space), data)
-    # A scheduler with its own metric refuses TuneConfig's; the searcher has its own in any case.
-    own = spec.scheduler.name == "asha" and spec.scheduler.metric is not None
+    chosen = scheduler(spec)
+    metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
     tune_config = tune.TuneConfig(
-        metric=None if own else spec.metric, mode=None if own else spec.mode,
-        search_alg=search_alg, scheduler=scheduler(spec),
+        metric=metric, mode=mode, search_alg=search_alg, scheduler=chosen,
         num_samples=spec.search.num_samples,
         max_concurrent_trials=spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None,
         trial_dirname_creator=trial_dirname,

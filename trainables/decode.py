@@ -36,6 +36,7 @@ import simplejpeg
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is bad, never half grey
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 # Why a decode changed what a plain RGB read would give, for the data check.
 NOTE_EXIF = "EXIF orientation applied"
@@ -159,7 +160,7 @@ def decode_image(path: str, min_side: int | None = None) -> tuple[Image.Image, I
 
 def _kind(path: str) -> str:
     head = _head(path)
-    for magic, name in ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP")):
+    for magic, name in ((JPEG_MAGIC, "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP")):
         if head.startswith(magic):
             return name
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -187,13 +188,14 @@ def _fast_jpeg(path: str, size: int) -> np.ndarray | None:
     rotation, decoded by libjpeg-turbo through simplejpeg with DCT scaling in
     eighths (a 450 px photo decodes at 5/8 for 224 px, where PIL can only
     halve): 1.6x cheaper than PIL's decode here. Libjpeg's accurate IDCT and
-    chroma upsampling (the fast ones cost accuracy on small images: 4 points
-    of validation accuracy on the quickstart's 64 px scenes). None for anything else (CMYK, EXIF orientation, not a
-    JPEG, damaged): :func:`decode_image` then decodes it, or says why not."""
+    chroma upsampling: the fast ones cost about 4 points of validation
+    accuracy on the quickstart's 64 px scenes. None for anything else (CMYK,
+    EXIF orientation, not a JPEG, damaged): :func:`decode_image` then decodes
+    it, or says why not."""
     try:
         with open(path, "rb") as f:
             data = f.read()
-        if not data.startswith(b"\xff\xd8\xff"):
+        if not data.startswith(JPEG_MAGIC):
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -14,7 +14,7 @@ from analysis import load_experiment
 from search.cli import main
 from search.replay import load_recording, nearest, replay, replay_once
 from search.spec import parse_spec
-from search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname
+from search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname, tune_ranking
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -51,11 +51,11 @@ def record(tmp_path, synth_root, name, sched, num_samples, seed, trainable=curve
                                              "max_concurrent": 1}, "scheduler": sched})
     spec = parse_spec(raw)
     search_alg, space = searcher_and_space(spec)
-    own = spec.scheduler.metric is not None  # as build_tuner: ASHA then ranks by its own metric
+    chosen = scheduler(spec)
+    metric, mode = tune_ranking(chosen, "val_accuracy", "max")  # as build_tuner
     tuner = tune.Tuner(trainable, param_space={**spec.fixed, **space},
-                       tune_config=tune.TuneConfig(metric=None if own else "val_accuracy", mode=None if own else "max",
-                                                   search_alg=search_alg,
-                                                   scheduler=scheduler(spec), num_samples=num_samples,
+                       tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
+                                                   scheduler=chosen, num_samples=num_samples,
                                                    trial_dirname_creator=trial_dirname),
                        run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0))
     tuner.fit()
