@@ -22,8 +22,11 @@ plus the minimal model alone on in-memory batches (the ceiling any feed can reac
 augment-only rates, and the memory of two concurrent trials reading one cache vs each holding its own copy.
 
 The images (synthetic scenes, JPEG, about 450 px with each side varied by up to 20%, like photos) are
-generated once into --workdir and reused by later runs. The model is minimal (16x16 average pooling
-and a softmax layer) so that the feed, not the model, is measured: it stands in for the accelerator. It
+generated once into --workdir and reused by later runs. The model is minimal (a softmax layer on every
+16th pixel of each row and column) so that the feed, not the model, is measured: it stands in for the
+accelerator, which on a GPU trial does the model's per-pixel work (the cast to float included) while the
+CPU only feeds it. ``--model pool`` puts 16x16 average pooling of every pixel in front of the softmax
+instead, so that the CPU casts and averages every pixel too (0.15-0.2 ms an image on 2 cores). It
 runs 8 train steps per call into TensorFlow (Keras' ``steps_per_execution``, which a classifier trial
 sets with the same name), so that Keras' per-step Python overhead is not what is measured either; every
 row uses the same model and setting. Its train step is traced before the clock starts (for each row's
@@ -33,6 +36,7 @@ batch types), so epoch 1 measures the input pipeline, not tf.function tracing.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import multiprocessing
 import os
@@ -75,12 +79,21 @@ def generate(workdir: str, images: int, size: int) -> tuple[str, list[str], list
 STEPS_PER_EXECUTION = 8
 
 
-def minimal_model(image_size: int, classes: int):
+def minimal_model(image_size: int, classes: int, kind: str = "sample", dtype: str = "float32"):
+    """The stand-in for the accelerator: a softmax layer on a 14x14 grid of the
+    pixels (``sample``: every 16th row and column, so the CPU does next to no
+    work per pixel, as on a GPU trial where the model's per-pixel work runs on
+    the GPU), or on 16x16 averages of all of them (``pool``: the CPU casts and
+    averages every pixel, 0.15-0.2 ms an image on 2 cores). ``dtype``: the
+    batches' (uint8 or float32), so Keras does not cast whole batches first."""
     import keras
 
-    inputs = keras.Input((image_size, image_size, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.AveragePooling2D(16)(x)
+    inputs = keras.Input((image_size, image_size, 3), dtype=dtype)
+    if kind == "sample":
+        x = keras.layers.Lambda(lambda t: t[:, ::16, ::16, :])(inputs)
+        x = keras.layers.Rescaling(1 / 255)(x)
+    else:
+        x = keras.layers.AveragePooling2D(16)(keras.layers.Rescaling(1 / 255)(inputs))
     x = keras.layers.Flatten()(x)
     model = keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
     model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=STEPS_PER_EXECUTION)
@@ -107,7 +120,8 @@ def rate(n: int, started: tuple[float, float], extra=(0.0, 0.0)) -> tuple[float,
     return n / wall, 1000 * cpu / n
 
 
-def fit_rates(data, n: int, epochs: int, classes: int, image_size: int, example, before_first=None) -> list:
+def fit_rates(data, n: int, epochs: int, classes: int, image_size: int, example, before_first=None,
+              model_kind: str = "sample") -> list:
     """(images/s, CPU ms/image) of each epoch of ``model.fit``. CPU time counts
     every thread of this process: unlike images/s it hardly moves when other
     jobs load the machine. ``before_first()`` returns ``(data, (wall, cpu))``:
@@ -124,7 +138,7 @@ def fit_rates(data, n: int, epochs: int, classes: int, image_size: int, example,
         def on_epoch_end(self, epoch, logs=None):
             rates.append(rate(n, self.started, extra if epoch == 0 else (0.0, 0.0)))
 
-    model = minimal_model(image_size, classes)
+    model = minimal_model(image_size, classes, model_kind, np.asarray(example[0]).dtype.name)
     warm_up(model, example, 32)
     extra = (0.0, 0.0)
     if before_first is not None:
@@ -199,9 +213,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=5, help="at least 2 (default 5)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "scenetune-bench"),
                         help="where the generated JPEGs are kept between runs")
+    parser.add_argument("--model", choices=("sample", "pool"), default="sample",
+                        help="the minimal model: a softmax on every 16th pixel (sample, default) or on 16x16 "
+                             "averages of every pixel (pool: the CPU also does the per-pixel work)")
     parser.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,memory")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    fit = functools.partial(fit_rates, model_kind=args.model)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is the cold one)")
     os.makedirs(args.workdir, exist_ok=True)
@@ -229,7 +247,7 @@ def main(argv=None) -> int:
     ceiling = tf.data.Dataset.from_tensor_slices((sample, np.arange(len(sample)) % k)).batch(batch).repeat(
         math.ceil(n / len(sample))).take(math.ceil(n / batch))
     uint8_example = (sample[:1], np.zeros(1, np.int64))
-    rows.append(("model alone, in-memory uint8 batches", fit_rates(ceiling, n, epochs, k, size, uint8_example),
+    rows.append(("model alone, in-memory uint8 batches", fit(ceiling, n, epochs, k, size, uint8_example),
                  "ceiling"))
     print(f"  {rows[-1][0]}: done", flush=True)
 
@@ -245,14 +263,14 @@ def main(argv=None) -> int:
             return cached_dataset(cache, paths, labels, batch, augment, shuffle=True, seed=0), spent
 
         if "c" not in skip:
-            rows.append(("(c) scenetune: cache + OpenCV warp on CPU", fit_rates(None, n, epochs, k, size, uint8_example, build),
+            rows.append(("(c) scenetune: cache + OpenCV warp on CPU", fit(None, n, epochs, k, size, uint8_example, build),
                          "epoch 1 includes building the cache"))
             print(f"  {rows[-1][0]}: done", flush=True)
         if cache is None:
             cache = open_cache(paths, size, cache_dir, workers=max(2, cores))
         if "d" not in skip:
             plain = cached_dataset(cache, paths, labels, batch, None, shuffle=True, seed=0)
-            rows.append(("(d) scenetune feed, augmentation on the accelerator", fit_rates(plain, n, epochs, k, size, uint8_example),
+            rows.append(("(d) scenetune feed, augmentation on the accelerator", fit(plain, n, epochs, k, size, uint8_example),
                          "uint8 batches from the cache"))
             print(f"  {rows[-1][0]}: done", flush=True)
 
@@ -264,7 +282,7 @@ def main(argv=None) -> int:
             generator = ImageDataGenerator(**REPORT_AUGMENT).flow_from_directory(
                 os.path.join(root, "Images"), target_size=(size, size), batch_size=batch, class_mode="sparse", seed=0)
             rows.append(("(a) ImageDataGenerator.flow_from_directory",
-                         fit_rates(generator, n, epochs, k, size, generator[0]), "the report's pipeline"))
+                         fit(generator, n, epochs, k, size, generator[0]), "the report's pipeline"))
             print(f"  {rows[-1][0]}: done", flush=True)
 
         if "b" not in skip:
@@ -280,7 +298,7 @@ def main(argv=None) -> int:
             ds = ds.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
             example = [tf.zeros([1, *spec.shape[1:]], spec.dtype) for spec in ds.element_spec]
             rows.append(("(b) image_dataset_from_directory + Keras layers",
-                         fit_rates(ds.prefetch(tf.data.AUTOTUNE), n, epochs, k, size, example), "tf.data, AUTOTUNE"))
+                         fit(ds.prefetch(tf.data.AUTOTUNE), n, epochs, k, size, example), "tf.data, AUTOTUNE"))
             print(f"  {rows[-1][0]}: done", flush=True)
 
         # What each stage costs on its own (no model).

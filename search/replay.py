@@ -170,13 +170,16 @@ class ComputeLedger(tune.Callback):
         self.metric, self.mode, self.target = metric, mode, target
         self.compute, self.best, self.compute_to_target = 0.0, None, None
         self.replayed: dict[str, str] = {}  # replayed trial -> recorded trial that answered it
+        self.improvements: list[tuple[float, float]] = []  # (compute so far, new best) at each new best
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.replayed[trial.trial_id] = result["recorded_trial"]
         self.compute += result["epoch_time_s"]
         value = result[self.metric]
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-        self.best = value if better else self.best
+        if better:
+            self.best = value
+            self.improvements.append((self.compute, value))
         reached = value >= self.target if self.mode == "max" else value <= self.target
         if reached and self.compute_to_target is None:
             self.compute_to_target = self.compute
@@ -230,6 +233,7 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
         tuner.fit()
     return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
             "compute_s": ledger.compute, "compute_to_target_s": ledger.compute_to_target,
+            "improvements": ledger.improvements,
             "stopped_early": len(chosen.stopped_early), "stopped_trials": sorted(chosen.stopped_early),
             "replayed_trials": sorted(ledger.replayed.values())}
 
