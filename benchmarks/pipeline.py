@@ -16,7 +16,7 @@ Rows:
   (d) scenetune's feed with augmentation left to the accelerator: uint8 batches from the cache, no CPU
       augmentation (what a GPU trial's CPU side delivers; the RandomAffine layer would run on the GPU);
 (run in the order model alone, (c), (d), (a), (b): measured after (a) in the same process, (d) reads
-about 4,400 images/s with 0.34 ms of CPU an image instead of 5,800 with 0.25, because (a)'s 19 MB float
+with the pooling model about 4,400 images/s with 0.34 ms of CPU an image instead of 5,800, because (a)'s 19 MB float
 batches raise glibc's dynamic mmap threshold; MALLOC_MMAP_THRESHOLD_ fixed, the order does not matter)
 plus the minimal model alone on in-memory batches (the ceiling any feed can reach here), decode-only and
 augment-only rates, and the memory of two concurrent trials reading one cache vs each holding its own copy.

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 
+import pandas as pd
 import pytest
 import ray.cloudpickle
 from ray import tune
@@ -139,6 +140,13 @@ def test_replay_compares_strategies_with_compute_figures(complete):
     assert (runs["best"] <= rec.best + 1e-12).all()
     reached = runs.dropna(subset=["compute_to_target_s"])
     assert (reached["compute_to_target_s"] <= reached["compute_s"]).all()
+    for run in runs.itertuples():  # each new best, in order: what "needed" at any tolerance is read from
+        computes, values = zip(*run.improvements)
+        assert list(computes) == sorted(computes) and list(values) == sorted(values)
+        assert values[-1] == run.best and computes[-1] <= run.compute_s
+        target = summary.attrs["target"]
+        assert run.compute_to_target_s == next((c for c, v in run.improvements if v >= target), None) or (
+            pd.isna(run.compute_to_target_s) and values[-1] < target)
     assert summary.attrs["best_recorded"] == rec.best
 
 
