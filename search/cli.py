@@ -141,7 +141,7 @@ def cmd_replay(args) -> int:
         rank_by = (metric, mode)
     connect(args.address)
     runs, summary = replay(args.experiment, searchers, schedulers, args.repeats, args.num_samples,
-                           args.max_concurrent, args.tolerance, args.seed, progress, rank_by)
+                           args.max_concurrent, args.tolerance, args.seed, progress, rank_by, args.repeat_recorded)
     if args.format == "json":
         print(json.dumps({"target": summary.attrs["target"], "best_recorded": summary.attrs["best_recorded"],
                           "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, indent=2))
@@ -226,6 +226,9 @@ def build_parser() -> Parser:
     p.add_argument("--tolerance", type=float, default=0.01, help="'within 1 point' of the best: 0.01")
     p.add_argument("--rank-by", metavar="METRIC:MODE",
                    help="what the schedulers rank trials by, e.g. val_loss:min (default: as recorded)")
+    p.add_argument("--repeat-recorded", action="store_true",
+                   help="let one recorded trial answer several replayed trials of a sweep (default: each answers "
+                        "one, the nearest not yet used, as a real sweep never runs a configuration twice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--address", help="Ray cluster to join (default: embedded Ray)")
     p.add_argument("--format", choices=["text", "json"], default="text")

@@ -12,8 +12,12 @@ sweep first came within ``tolerance`` of the best recorded value.
 Its limits, by construction: only recorded configurations exist (a sampled
 configuration is answered by its nearest recorded neighbour, distance in the
 declared space normalised to [0, 1] per parameter, log scale for log
-declarations), and a recorded curve that ASHA cut short ends the replayed
-trial there too. Record the experiment without early stopping for a fair
+declarations; within a replayed sweep each recorded trial answers at most one
+replayed trial, the nearest one not yet used, since a real sweep never runs
+the same configuration twice: a searcher that exploits a good region gets the
+recorded trials around it, not the same curve again at full price; with
+``repeat_recorded`` the nearest one answers every time), and a recorded curve
+that ASHA cut short ends the replayed trial there too. Record the experiment without early stopping for a fair
 replay. Replayed trials run one at a time unless ``max_concurrent`` says
 otherwise, which makes a replay deterministic for a seed.
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import ray
 from ray import tune
 from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
                                  TrialScheduler)
@@ -108,8 +113,8 @@ def _normalise(param: Param, value) -> float:
     return 0.0 if high == low else (value - low) / (high - low)
 
 
-def nearest(recording: Recording, config: dict) -> str:
-    """The recorded trial closest to ``config`` (first one on ties)."""
+def nearest(recording: Recording, config: dict, exclude=()) -> str:
+    """The recorded trial closest to ``config`` (first one on ties), leaving out ``exclude``."""
     distance = np.zeros(len(recording.configs))
     for key, param in recording.params.items():
         wanted, column = get_path(config, key), recording.configs[key]
@@ -118,14 +123,36 @@ def nearest(recording: Recording, config: dict) -> str:
         else:
             recorded = np.array([_normalise(param, v) for v in column])
             distance += np.abs(recorded - _normalise(param, wanted))
+    distance[recording.configs.index.isin(list(exclude))] = np.inf
+    if np.isinf(distance).all():
+        raise ReplayError(f"all {len(distance)} recorded trials are taken")
     return recording.configs.index[int(np.argmin(distance))]
 
 
-def replay_trainable(config: dict, recording: Recording, checkpoint: bool = False) -> None:
-    """Report the nearest recorded trial's curve, one recorded epoch at a time.
-    With ``checkpoint`` (schedulers that pause trials: HyperBand) each epoch
-    is checkpointed so a paused trial resumes where it stopped."""
-    trial_id = nearest(recording, config)
+@ray.remote(num_cpus=0)
+class RecordedTrials:
+    """The driver-side ledger of one replayed sweep: hands each replayed trial
+    the nearest recorded trial that no other replayed trial has had, the same
+    one again when that trial asks again (a paused trial resuming)."""
+
+    def __init__(self, recording: Recording):
+        self.recording, self.given = recording, {}  # replayed trial id -> recorded trial id
+
+    def claim(self, replayed_trial: str, config: dict) -> str:
+        if replayed_trial not in self.given:
+            self.given[replayed_trial] = nearest(self.recording, config, set(self.given.values()))
+        return self.given[replayed_trial]
+
+
+def replay_trainable(config: dict, recording: Recording, checkpoint: bool = False, claims=None) -> None:
+    """Report the nearest recorded trial's curve, one recorded epoch at a time:
+    the nearest not yet used when ``claims`` (a :class:`RecordedTrials`) is
+    given. With ``checkpoint`` (schedulers that pause trials: HyperBand) each
+    epoch is checkpointed so a paused trial resumes where it stopped."""
+    if claims is None:
+        trial_id = nearest(recording, config)
+    else:
+        trial_id = ray.get(claims.claim.remote(tune.get_context().get_trial_id(), config))
     start = 0
     if checkpoint and tune.get_checkpoint() is not None:
         with tune.get_checkpoint().as_directory() as folder:
@@ -210,15 +237,22 @@ def _scheduler(name: str, rec: Recording):
 
 
 def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_samples: int,
-                max_concurrent: int = 1, tolerance: float = 0.01, storage: str | None = None) -> dict:
-    """One replayed sweep; returns its best value and compute figures."""
+                max_concurrent: int = 1, tolerance: float = 0.01, storage: str | None = None,
+                repeat_recorded: bool = False) -> dict:
+    """One replayed sweep; returns its best value and compute figures.
+    ``repeat_recorded``: answer every sampled configuration with its nearest
+    recorded trial, even one already replayed in this sweep."""
+    if not repeat_recorded and num_samples > len(rec.curves):
+        raise ReplayError(f"--num-samples: {num_samples} trials, but only {len(rec.curves)} were recorded, and each "
+                          "answers one replayed trial (--repeat-recorded lets them answer again)")
+    claims = None if repeat_recorded else RecordedTrials.remote(rec)
     target = rec.best - tolerance if rec.mode == "max" else rec.best + tolerance
     ledger = ComputeLedger(rec.metric, rec.mode, target)
     search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
     metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
     tuner = tune.Tuner(
-        tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband"),
+        tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband", claims=claims),
         param_space=space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
                                     scheduler=chosen, num_samples=num_samples,
@@ -229,8 +263,12 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
     # Quiet: Ray's new console output prints a box per sweep even at verbose=0;
     # its classic reporter honours verbose=0. Anything left goes to stderr.
     quiet = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
-    with contextlib.redirect_stdout(sys.stderr), _environ(quiet):
-        tuner.fit()
+    try:
+        with contextlib.redirect_stdout(sys.stderr), _environ(quiet):
+            tuner.fit()
+    finally:
+        if claims is not None:
+            ray.kill(claims)
     return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
             "compute_s": ledger.compute, "compute_to_target_s": ledger.compute_to_target,
             "improvements": ledger.improvements,
@@ -251,9 +289,11 @@ def _environ(values: dict):
 
 def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), repeats: int = 10,
            num_samples: int | None = None, max_concurrent: int = 1, tolerance: float = 0.01,
-           seed: int = 0, progress=None, rank_by: tuple[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+           seed: int = 0, progress=None, rank_by: tuple[str, str] | None = None,
+           repeat_recorded: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every searcher x scheduler, ``repeats`` times; ``(runs, summary)`` tables.
-    ``rank_by``: (metric, mode) the schedulers rank trials by (default: the recording's)."""
+    ``rank_by``: (metric, mode) the schedulers rank trials by (default: the
+    recording's). ``repeat_recorded``: see :func:`replay_once`."""
     for name in searchers:
         if name not in SEARCHERS:
             raise ReplayError(f"--searcher: unknown {name!r}; known: {', '.join(SEARCHERS)}")
@@ -271,7 +311,7 @@ def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), r
             for scheduler in schedulers:
                 for r in range(repeats):
                     runs.append(replay_once(rec, searcher, scheduler, seed + r, num_samples, max_concurrent,
-                                            tolerance, storage))
+                                            tolerance, storage, repeat_recorded))
                     if progress:
                         progress(len(runs), len(searchers) * len(schedulers) * repeats)
     finally:

@@ -13,7 +13,7 @@ from ray import tune
 
 from analysis import load_experiment
 from search.cli import main
-from search.replay import load_recording, nearest, replay, replay_once
+from search.replay import ReplayError, load_recording, nearest, replay, replay_once
 from search.spec import parse_spec
 from search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname, tune_ranking
 from tests.conftest import BASE_SPEC, deep_update
@@ -91,6 +91,19 @@ def test_replaying_a_recorded_configuration_gives_its_curve_exactly(complete, tm
         recorded = rec.curves[result.metrics["recorded_trial"]]
         assert list(replayed["val_accuracy"]) == [v for v, _ in recorded]
         assert list(replayed["epoch_time_s"]) == [s for _, s in recorded]
+
+
+def test_each_recorded_trial_answers_one_replayed_trial_unless_asked_to_repeat(complete, tmp_path):
+    rec = load_recording(complete)
+    # TPE exploiting one region: as many trials as were recorded, each answered by a different one.
+    distinct = replay_once(rec, "tpe", "none", seed=3, num_samples=len(rec.curves), storage=str(tmp_path))
+    assert distinct["replayed_trials"] == sorted(rec.curves)
+    repeated = replay_once(rec, "tpe", "none", seed=3, num_samples=len(rec.curves), storage=str(tmp_path),
+                           repeat_recorded=True)
+    assert len(repeated["replayed_trials"]) == len(rec.curves)
+    assert len(set(repeated["replayed_trials"])) < len(rec.curves)  # the nearest answers again and again
+    with pytest.raises(ReplayError, match="only 8 were recorded"):
+        replay_once(rec, "random", "none", seed=0, num_samples=9, storage=str(tmp_path))
 
 
 def test_asha_in_replay_stops_what_asha_stopped_in_the_real_run(ray_local, tmp_path, synth_root):
