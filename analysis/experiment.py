@@ -133,6 +133,21 @@ def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[d
     return []
 
 
+def _read_config(trial_uri: str, entries: set[str], results: list[dict], notes: list[str]) -> dict | None:
+    """params.json, else the config in the first result; None when neither is
+    readable: Ray writes params.json as a trial starts, so a live experiment
+    can show it empty or half written."""
+    if "params.json" in entries:
+        params_uri = storage.join(trial_uri, "params.json")
+        try:
+            return json.loads(storage.read_text(params_uri))
+        except json.JSONDecodeError:
+            notes.append(f"{params_uri}: not valid JSON (still being written?)")
+    if results and isinstance(results[0].get("config"), dict):
+        return results[0]["config"]
+    return None if "params.json" in entries else {}
+
+
 def _read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
     progress_uri = storage.join(trial_uri, "progress.csv")
     try:
@@ -215,11 +230,10 @@ def load_experiment(uri: str) -> Experiment:
                 notes.append(f"{trial_uri}: empty trial directory; skipped")
             continue
         results = _read_results(trial_uri, entries, notes)
-        config = {}
-        if "params.json" in entries:
-            config = json.loads(storage.read_text(storage.join(trial_uri, "params.json")))
-        elif results and isinstance(results[0].get("config"), dict):
-            config = results[0]["config"]
+        config = _read_config(trial_uri, entries, results, notes)
+        if config is None:
+            notes.append(f"{trial_uri}: no readable config or result yet (a trial just starting?); skipped")
+            continue
         trial_id = str(results[0]["trial_id"]) if results else by_dir.get(name) or _id_from_dirname(name)
         configs[trial_id] = config
         state = states.get(trial_id, {})

@@ -65,3 +65,27 @@ def test_rows_missing_from_result_json_are_taken_from_progress_csv(known_experim
     rows = exp.epochs[exp.epochs["trial_id"] == exp.trials.set_index("trial_dir").loc[trial, "trial_id"]]
     assert list(rows.sort_values("training_iteration")["training_iteration"]) == [1, 2]
     assert (exp.trials["epochs"] == 2).all()
+
+
+def test_a_trial_caught_writing_its_params_json_is_read_from_its_results_or_skipped(known_experiment, tmp_path):
+    """A live experiment: Ray creates params.json as a trial starts, so a reader
+    (`scenetune best` during a sweep) can find it empty."""
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(known_experiment, copy)
+    trials = sorted(d for d in os.listdir(copy) if (copy / d / "result.json").exists())
+    (copy / trials[0] / "params.json").write_text("")  # results carry the config
+    starting = copy / trials[1]
+    (starting / "params.json").write_text('{"backbone": "mobil')  # no results yet: nothing to read
+    (starting / "result.json").write_text("")
+    os.remove(starting / "progress.csv")
+    with pytest.warns(UserWarning) as caught:
+        exp = load_experiment(str(copy))
+    messages = [str(w.message) for w in caught]
+    assert any(f"{trials[0]}/params.json: not valid JSON" in m for m in messages), messages
+    assert any(f"{trials[1]}: no readable config or result yet" in m for m in messages), messages
+    assert len(exp.trials) == len(trials) - 1 and trials[1] not in set(exp.trials["trial_dir"])
+    read = exp.trials.set_index("trial_dir").loc[trials[0]]
+    assert read["config/backbone"] == exp.configs[read["trial_id"]]["backbone"] != ""
