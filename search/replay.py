@@ -12,14 +12,15 @@ sweep first came within ``tolerance`` of the best recorded value.
 Its limits, by construction: only recorded configurations exist (a sampled
 configuration is answered by its nearest recorded neighbour, distance in the
 declared space normalised to [0, 1] per parameter, log scale for log
-declarations; within a replayed sweep each recorded trial answers at most one
-replayed trial, the nearest one not yet used, since a real sweep never runs
-the same configuration twice: a searcher that exploits a good region gets the
-recorded trials around it, not the same curve again at full price; with
-``repeat_recorded`` the nearest one answers every time), and a recorded curve
-that ASHA cut short ends the replayed trial there too. Record the experiment without early stopping for a fair
-replay. Replayed trials run one at a time unless ``max_concurrent`` says
-otherwise, which makes a replay deterministic for a seed.
+declarations). Within a replayed sweep each recorded trial answers at most
+one replayed trial, the nearest one not yet used, since a real sweep never
+runs the same configuration twice: a searcher that exploits a good region
+gets the recorded trials around it, not the same curve again at full price
+(with ``repeat_recorded`` the nearest one answers every time). A recorded
+curve that ASHA cut short ends the replayed trial there too: record the
+experiment without early stopping for a fair replay. Replayed trials run one
+at a time unless ``max_concurrent`` says otherwise, which makes a replay
+deterministic for a seed.
 """
 
 from __future__ import annotations
