@@ -85,25 +85,26 @@ def record(workdir: str, fixture: str, trials: int, epochs: int, per_class: int)
         yaml.safe_dump(stored, f, sort_keys=False)
 
 
-def by_tolerance(runs, best: float, tolerances) -> "pd.DataFrame":
-    """Compute needed to come within each tolerance of ``best`` (from each
-    run's improvements), per strategy, relative to random search without
-    early stopping; a run that never came that near counts all it spent."""
-    import pandas as pd
+STRATEGY = ["searcher", "scheduler", "rank_by"]
 
-    def needed(run, tolerance):
+
+def needed_within(runs, best: float, tolerance: float):
+    """Per run, the compute spent until its best first came within
+    ``tolerance`` of ``best`` (read from the run's improvements); a run that
+    never came that near counts all it spent (a lower bound on what it needed)."""
+    def needed(run):
         reached = [compute for compute, value in run["improvements"] if value >= best - tolerance]
         return reached[0] if reached else run["compute_s"]
 
-    keys = ["searcher", "scheduler", "rank_by"]
-    table = runs[keys].copy()
-    for tolerance in tolerances:
-        table[f"{round(100 * tolerance)} pt"] = runs.apply(needed, axis=1, tolerance=tolerance)
-    means = table.groupby(keys, sort=False).mean()
-    means = means / means.loc[("random", "none", "val_accuracy")]
-    means = means.reset_index()
-    means.loc[means["scheduler"] == "none", "rank_by"] = "-"
-    return means.rename(columns={"rank_by": "ASHA ranks by"})
+    return runs.apply(needed, axis=1)
+
+
+def ratio_interval(needed, baseline_means, rng) -> tuple[float, float]:
+    """95% bootstrap interval of mean(needed) / mean(baseline): ``needed``'s
+    seeds resampled as often as ``baseline_means`` holds resampled means."""
+    ratios = rng.choice(needed, (len(baseline_means), len(needed))).mean(axis=1) / baseline_means
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def main() -> int:
@@ -144,23 +145,17 @@ def main() -> int:
     runs = pd.concat([runs, by_loss], ignore_index=True)
     summary = pd.concat([summary, by_loss_summary], ignore_index=True)
     summary.attrs = attrs
-    # A repeat that never reached the target spent all its compute without
-    # getting there: count that (a lower bound on what it needed).
-    runs["needed_s"] = runs["compute_to_target_s"].fillna(runs["compute_s"])
-    needed = runs.groupby(["searcher", "scheduler", "rank_by"], sort=False)["needed_s"].mean()
-    summary["needed_s_mean"] = needed.to_numpy()
-    summary["needed_s_sem"] = runs.groupby(["searcher", "scheduler", "rank_by"], sort=False)["needed_s"].sem().to_numpy()
-    baseline = needed[("random", "none", "val_accuracy")]
-    summary["needed_vs_random"] = summary["needed_s_mean"] / baseline
-    # How sure: a 95% bootstrap interval of each ratio (seeds resampled, strategy and baseline apart).
-    rng = np.random.default_rng(0)
+    best = summary.attrs["best_recorded"]
+    runs["needed_s"] = needed_within(runs, best, 0.01)
+    grouped = runs.groupby(STRATEGY, sort=False)["needed_s"]
+    summary["needed_s_mean"], summary["needed_s_sem"] = grouped.mean().to_numpy(), grouped.sem().to_numpy()
     base_runs = runs.query("searcher == 'random' and scheduler == 'none'")["needed_s"].to_numpy()
+    summary["needed_vs_random"] = summary["needed_s_mean"] / base_runs.mean()
+    rng = np.random.default_rng(0)  # how sure: the seeds of each strategy and of the baseline resampled apart
     base_means = rng.choice(base_runs, (5000, len(base_runs))).mean(axis=1)
-    intervals = []
-    for _, group in runs.groupby(["searcher", "scheduler", "rank_by"], sort=False):
-        ratios = rng.choice(group["needed_s"].to_numpy(), (5000, len(group))).mean(axis=1) / base_means
-        intervals.append(np.percentile(ratios, [2.5, 97.5]))
-    summary["ratio_95ci"] = [f"{lo:.2f}-{hi:.2f}" for lo, hi in intervals]
+    intervals = [ratio_interval(group.to_numpy(), base_means, rng) for _, group in grouped]
+    summary["ratio_low"], summary["ratio_high"] = zip(*intervals)
+    summary["ratio_95ci"] = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(summary["ratio_low"], summary["ratio_high"])]
     attrs = summary.attrs
     print(f"recorded: {args.fixture}  ({len(os.listdir(args.fixture)) - 1} entries)")
     print(f"best recorded val_accuracy {attrs['best_recorded']:.4f}; target (within 1 point) {attrs['target']:.4f}")
@@ -169,20 +164,22 @@ def main() -> int:
     columns = ["searcher", "scheduler", "rank_by", "best_mean", "best_std", "compute_s_mean", "reached_target",
                "needed_s_mean", "needed_s_sem", "needed_vs_random", "ratio_95ci"]
     print(summary[columns].to_markdown(index=False, floatfmt=".3f"))
-    print(f"\nneeded vs random search without early stopping, by how near the best counts as reached "
-          f"(1 point: the goal's; the wider ones ask for the top few recorded trials, not one of the best 3)")
-    print(by_tolerance(runs, attrs["best_recorded"], (0.01, 0.02, 0.03, 0.05)).to_markdown(index=False,
-                                                                                          floatfmt=".2f"))
-    indexed = summary.set_index(["searcher", "scheduler", "rank_by"])
+    by_tolerance = runs[STRATEGY].copy()
+    for tolerance in (0.01, 0.02, 0.03, 0.05):
+        by_tolerance[f"{round(100 * tolerance)} pt"] = needed_within(runs, best, tolerance)
+    by_tolerance = by_tolerance.groupby(STRATEGY, sort=False).mean()
+    by_tolerance = (by_tolerance / by_tolerance.loc[("random", "none", "val_accuracy")]).reset_index()
+    by_tolerance.loc[by_tolerance["scheduler"] == "none", "rank_by"] = "-"
+    print("\nneeded vs random search without early stopping, by how near the best counts as reached "
+          "(1 point: the goal's; wider targets take more of the recorded trials)")
+    print(by_tolerance.rename(columns={"rank_by": "ASHA ranks by"}).to_markdown(index=False, floatfmt=".2f"))
     print()
-    for rank_by in ("val_accuracy", "val_loss"):
-        ratio, interval = indexed.loc[("tpe", "asha", rank_by), ["needed_vs_random", "ratio_95ci"]]
-        low, high = map(float, interval.split("-"))
-        verdict = "met" if ratio <= 1 / 3 else "NOT met"
-        if low <= 1 / 3 < high:
+    for row in summary.query("searcher == 'tpe' and scheduler == 'asha'").itertuples():
+        verdict = "met" if row.needed_vs_random <= 1 / 3 else "NOT met"
+        if row.ratio_low <= 1 / 3 < row.ratio_high:
             verdict += ", though its 95% interval spans 0.33"
-        print(f"TPE+ASHA (ranking by {rank_by}) needs {ratio:.2f}x (95% interval {interval}) the compute of random "
-              f"search without early stopping (goal <= 0.33: {verdict})")
+        print(f"TPE+ASHA (ranking by {row.rank_by}) needs {row.needed_vs_random:.2f}x (95% interval "
+              f"{row.ratio_95ci}) the compute of random search without early stopping (goal <= 0.33: {verdict})")
     return 0
 
 
