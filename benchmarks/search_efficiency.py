@@ -90,11 +90,13 @@ STRATEGY = ["searcher", "scheduler", "rank_by"]
 
 def needed_within(runs, best: float, tolerance: float):
     """Per run, the compute spent until its best first came within
-    ``tolerance`` of ``best`` (read from the run's improvements); a run that
-    never came that near counts all it spent (a lower bound on what it needed)."""
+    ``tolerance`` of ``best``; a run that never came that near counts all it
+    spent (a lower bound on what it needed)."""
+    from search.replay import compute_to_reach
+
     def needed(run):
-        reached = [compute for compute, value in run["improvements"] if value >= best - tolerance]
-        return reached[0] if reached else run["compute_s"]
+        reached = compute_to_reach(run["improvements"], best - tolerance, "max")
+        return run["compute_s"] if reached is None else reached
 
     return runs.apply(needed, axis=1)
 

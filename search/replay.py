@@ -194,9 +194,9 @@ def noting_stops(scheduler, max_t: int):
 class ComputeLedger(tune.Callback):
     """Adds up simulated compute in the order results arrive (driver side)."""
 
-    def __init__(self, metric: str, mode: str, target: float):
-        self.metric, self.mode, self.target = metric, mode, target
-        self.compute, self.best, self.compute_to_target = 0.0, None, None
+    def __init__(self, metric: str, mode: str):
+        self.metric, self.mode = metric, mode
+        self.compute, self.best = 0.0, None
         self.replayed: dict[str, str] = {}  # replayed trial -> recorded trial that answered it
         self.improvements: list[tuple[float, float]] = []  # (compute so far, new best) at each new best
 
@@ -204,13 +204,15 @@ class ComputeLedger(tune.Callback):
         self.replayed[trial.trial_id] = result["recorded_trial"]
         self.compute += result["epoch_time_s"]
         value = result[self.metric]
-        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-        if better:
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
             self.best = value
             self.improvements.append((self.compute, value))
-        reached = value >= self.target if self.mode == "max" else value <= self.target
-        if reached and self.compute_to_target is None:
-            self.compute_to_target = self.compute
+
+
+def compute_to_reach(improvements: list[tuple[float, float]], target: float, mode: str) -> float | None:
+    """The compute spent when a run's best first reached ``target`` (None: never)."""
+    return next((compute for compute, value in improvements
+                 if (value >= target if mode == "max" else value <= target)), None)
 
 
 def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_samples: int):
@@ -248,7 +250,7 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
                           "answers one replayed trial (--repeat-recorded lets them answer again)")
     claims = None if repeat_recorded else RecordedTrials.remote(rec)
     target = rec.best - tolerance if rec.mode == "max" else rec.best + tolerance
-    ledger = ComputeLedger(rec.metric, rec.mode, target)
+    ledger = ComputeLedger(rec.metric, rec.mode)
     search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
     metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
@@ -271,7 +273,8 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
         if claims is not None:
             ray.kill(claims)
     return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
-            "compute_s": ledger.compute, "compute_to_target_s": ledger.compute_to_target,
+            "compute_s": ledger.compute,
+            "compute_to_target_s": compute_to_reach(ledger.improvements, target, rec.mode),
             "improvements": ledger.improvements,
             "stopped_early": len(chosen.stopped_early), "stopped_trials": sorted(chosen.stopped_early),
             "replayed_trials": sorted(ledger.replayed.values())}
