@@ -51,14 +51,14 @@ SPEC = {
 }
 
 
-def record(workdir: str, fixture: str, trials: int, epochs: int, per_class: int) -> None:
+def record(workdir: str, fixture: str, trials: int, epochs: int, per_class: int, classes: int = 8) -> None:
     """Run the real sweep with no early stopping and keep its logs as the fixture."""
     from search.spec import parse_spec
     from search.tuner import run_sweep
     from trainables.synth import write_synthetic
 
     data = os.path.join(workdir, "synth")
-    write_synthetic(data, classes=8, per_class=per_class, size=48, seed=0)
+    write_synthetic(data, classes=classes, per_class=per_class, size=48, seed=0)
     raw = dict(SPEC, data=dict(SPEC["data"], root=data), storage=os.path.join(workdir, "results"))
     raw["search"] = dict(SPEC["search"], num_samples=trials)
     raw["fixed"] = dict(SPEC["fixed"], epochs=epochs)
@@ -116,7 +116,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=64, help="--record: trials of the recorded sweep")
     parser.add_argument("--epochs", type=int, default=8, help="--record: epochs of every recorded trial")
     parser.add_argument("--per-class", type=int, default=200,
-                        help="--record: synthetic images per class (8 classes; a fifth of them validate)")
+                        help="--record: synthetic images per class (a fifth of them validate)")
+    parser.add_argument("--classes", type=int, default=8, help="--record: synthetic scene classes (at most 14)")
     parser.add_argument("--repeats", type=int, default=30,
                         help="seeds per strategy (default 30: with 10 the ratios moved by 0.4 between seed sets)")
     parser.add_argument("--num-samples", type=int, default=32, help="trials per replayed sweep")
@@ -127,7 +128,7 @@ def main() -> int:
     ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     if args.record or not os.path.isdir(args.fixture):
         with tempfile.TemporaryDirectory() as workdir:
-            record(workdir, args.fixture, args.trials, args.epochs, args.per_class)
+            record(workdir, args.fixture, args.trials, args.epochs, args.per_class, args.classes)
 
     from search.replay import replay
 
