@@ -122,6 +122,8 @@ def main() -> int:
                         help="seeds per strategy (default 30: with 10 the ratios moved by 0.4 between seed sets)")
     parser.add_argument("--num-samples", type=int, default=32, help="trials per replayed sweep")
     args = parser.parse_args()
+    if not 1 <= args.classes <= 14:
+        parser.error(f"--classes: between 1 and 14 (the synthetic scene kinds), got {args.classes}")
 
     import ray
 
