@@ -110,6 +110,8 @@ def ratio_interval(needed, baseline_means, rng) -> tuple[float, float]:
 
 
 def main() -> int:
+    from trainables.synth import SCENES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--record", action="store_true", help="record the sweep again (about 10 minutes)")
     parser.add_argument("--fixture", default=RECORDED, help="where the recording is kept")
@@ -117,13 +119,14 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=8, help="--record: epochs of every recorded trial")
     parser.add_argument("--per-class", type=int, default=200,
                         help="--record: synthetic images per class (a fifth of them validate)")
-    parser.add_argument("--classes", type=int, default=8, help="--record: synthetic scene classes (at most 14)")
+    parser.add_argument("--classes", type=int, default=8,
+                        help=f"--record: synthetic scene classes (at most {len(SCENES)})")
     parser.add_argument("--repeats", type=int, default=30,
                         help="seeds per strategy (default 30: with 10 the ratios moved by 0.4 between seed sets)")
     parser.add_argument("--num-samples", type=int, default=32, help="trials per replayed sweep")
     args = parser.parse_args()
-    if not 1 <= args.classes <= 14:
-        parser.error(f"--classes: between 1 and 14 (the synthetic scene kinds), got {args.classes}")
+    if not 1 <= args.classes <= len(SCENES):
+        parser.error(f"--classes: between 1 and {len(SCENES)} (the synthetic scene kinds), got {args.classes}")
 
     import ray
 
