@@ -109,6 +109,31 @@ def ratio_interval(needed, baseline_means, rng) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def early_stopping_floor(rec, tolerance: float, grace: int, draws: int = 20000) -> float:
+    """The least compute early stopping could need, relative to none, with the
+    recorded trials drawn in a uniformly random order until one comes within
+    ``tolerance`` of the best: an oracle stops every trial that never does
+    after its first ``grace`` epochs, which a scheduler can do no sooner. What
+    the first rung costs, against a whole trial, bounds what ASHA can save."""
+    target = rec.best - tolerance
+    full, first, to_target = [], [], []
+    for curve in rec.curves.values():
+        values, times = np.array(curve).T
+        full.append(times.sum())
+        first.append(times[:grace].sum())
+        hit = np.flatnonzero(values >= target)
+        to_target.append(times[:hit[0] + 1].sum() if len(hit) else np.nan)
+    full, first, to_target = map(np.array, (full, first, to_target))
+    rng = np.random.default_rng(0)
+    plain = oracle = 0.0
+    for _ in range(draws):
+        order = rng.permutation(len(full))
+        k = int(np.argmax(~np.isnan(to_target[order])))  # the first trial to reach the target
+        plain += full[order[:k]].sum() + to_target[order[k]]
+        oracle += first[order[:k]].sum() + to_target[order[k]]
+    return oracle / plain
+
+
 def main() -> int:
     from trainables.synth import SCENES
 
@@ -181,6 +206,13 @@ def main() -> int:
     print("\nneeded vs random search without early stopping, by how near the best counts as reached "
           "(1 point: the goal's; wider targets take more of the recorded trials)")
     print(by_tolerance.rename(columns={"rank_by": "ASHA ranks by"}).to_markdown(index=False, floatfmt=".2f"))
+    from search.replay import load_recording
+
+    rec = load_recording(args.fixture)
+    grace = int(rec.scheduler.get("grace_period") or 1)
+    print(f"\nfloor: an oracle that stops every trial that never comes within 1 point after its first {grace} "
+          f"epoch(s) needs {early_stopping_floor(rec, 0.01, grace):.2f}x the compute of no early stopping "
+          "(trials in a uniformly random order; no searcher)")
     print()
     for row in summary.query("searcher == 'tpe' and scheduler == 'asha'").itertuples():
         verdict = "met" if row.needed_vs_random <= 1 / 3 else "NOT met"
