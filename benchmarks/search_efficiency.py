@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=30,
                         help="seeds per strategy (default 30: with 10 the ratios moved by 0.4 between seed sets)")
     parser.add_argument("--num-samples", type=int, default=32, help="trials per replayed sweep")
+    parser.add_argument("--seed", type=int, default=0, help="first replay seed (repeats use seed, seed+1, ...)")
     args = parser.parse_args()
     if not 1 <= args.classes <= len(SCENES):
         parser.error(f"--classes: between 1 and {len(SCENES)} (the synthetic scene kinds), got {args.classes}")
@@ -168,11 +169,11 @@ def main() -> int:
     import pandas as pd
 
     runs, summary = replay(args.fixture, ["random", "tpe"], ["none", "asha"], args.repeats, args.num_samples,
-                           progress=progress)
+                           seed=args.seed, progress=progress)
     runs["rank_by"] = summary["rank_by"] = "val_accuracy"
     # ASHA ranking by val_loss (scheduler.metric): it tells apart trials whose accuracy ties at chance.
     by_loss, by_loss_summary = replay(args.fixture, ["random", "tpe"], ["asha"], args.repeats, args.num_samples,
-                                      progress=progress, rank_by=("val_loss", "min"))
+                                      seed=args.seed, progress=progress, rank_by=("val_loss", "min"))
     by_loss["rank_by"] = by_loss_summary["rank_by"] = "val_loss"
     attrs = summary.attrs
     runs = pd.concat([runs, by_loss], ignore_index=True)
@@ -192,7 +193,8 @@ def main() -> int:
     attrs = summary.attrs
     print(f"recorded: {args.fixture}  ({len(os.listdir(args.fixture)) - 1} entries)")
     print(f"best recorded val_accuracy {attrs['best_recorded']:.4f}; target (within 1 point) {attrs['target']:.4f}")
-    print(f"{args.repeats} repeats x {args.num_samples} trials per strategy; compute = recorded fit seconds\n")
+    print(f"{args.repeats} repeats (seeds {args.seed}-{args.seed + args.repeats - 1}) x {args.num_samples} trials "
+          "per strategy; compute = recorded fit seconds\n")
     summary.loc[summary["scheduler"] == "none", "rank_by"] = "-"
     columns = ["searcher", "scheduler", "rank_by", "best_mean", "best_std", "compute_s_mean", "reached_target",
                "needed_s_mean", "needed_s_sem", "needed_vs_random", "ratio_95ci"]
