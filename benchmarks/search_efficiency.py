@@ -13,7 +13,9 @@
    come within 1 point of the best recorded accuracy, relative to random
    search without early stopping, with a 95% bootstrap interval of that
    ratio; then the same ratio for targets 2, 3 and 5 points from the best.
-   Goal: TPE+ASHA needs at most a third of it.
+   Goal: TPE+ASHA needs at most a third of random search's compute.
+   Last, the floor: what an oracle stopping every trial that never reaches
+   the target after its grace period would need, relative to no stopping.
 
     .venv/bin/python benchmarks/search_efficiency.py            # replay the committed recording
     .venv/bin/python benchmarks/search_efficiency.py --record   # record it again first
@@ -212,8 +214,8 @@ def main() -> int:
 
     rec = load_recording(args.fixture)
     grace = int(rec.scheduler.get("grace_period") or 1)
-    print(f"\nfloor: an oracle that stops every trial that never comes within 1 point after its first {grace} "
-          f"epoch(s) needs {early_stopping_floor(rec, 0.01, grace):.2f}x the compute of no early stopping "
+    print(f"\nfloor: an oracle that stops every trial that never comes within 1 point after its grace period "
+          f"({grace} epochs) needs {early_stopping_floor(rec, 0.01, grace):.2f}x the compute of no early stopping "
           "(trials in a uniformly random order; no searcher)")
     print()
     for row in summary.query("searcher == 'tpe' and scheduler == 'asha'").itertuples():
