@@ -111,29 +111,27 @@ def ratio_interval(needed, baseline_means, rng) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def early_stopping_floor(rec, tolerance: float, grace: int, draws: int = 20000) -> float:
+def early_stopping_floor(rec, tolerance: float, grace: int) -> float:
     """The least compute early stopping could need, relative to none, with the
     recorded trials drawn in a uniformly random order until one comes within
     ``tolerance`` of the best: an oracle stops every trial that never does
     after its first ``grace`` epochs, which a scheduler can do no sooner. What
-    the first rung costs, against a whole trial, bounds what ASHA can save."""
+    the first rung costs, against a whole trial, bounds what ASHA can save.
+
+    In a random order each of the k reaching trials is equally likely to come
+    first, and each other trial comes before it with probability 1/(k+1)."""
     target = rec.best - tolerance
-    full, first, to_target = [], [], []
+    full = first = 0.0  # what the trials that never reach the target cost, whole and to their grace period
+    to_target = []
     for curve in rec.curves.values():
         values, times = np.array(curve).T
-        full.append(times.sum())
-        first.append(times[:grace].sum())
         hit = np.flatnonzero(values >= target)
-        to_target.append(times[:hit[0] + 1].sum() if len(hit) else np.nan)
-    full, first, to_target = map(np.array, (full, first, to_target))
-    rng = np.random.default_rng(0)
-    plain = oracle = 0.0
-    for _ in range(draws):
-        order = rng.permutation(len(full))
-        k = int(np.argmax(~np.isnan(to_target[order])))  # the first trial to reach the target
-        plain += full[order[:k]].sum() + to_target[order[k]]
-        oracle += first[order[:k]].sum() + to_target[order[k]]
-    return oracle / plain
+        if len(hit):
+            to_target.append(times[:hit[0] + 1].sum())
+        else:
+            full, first = full + times.sum(), first + times[:grace].sum()
+    reach = np.mean(to_target)
+    return (first / (len(to_target) + 1) + reach) / (full / (len(to_target) + 1) + reach)
 
 
 def main() -> int:
