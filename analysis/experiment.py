@@ -104,6 +104,22 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _latest_per_iteration(rows: list[dict], result_uri: str, notes: list[str]) -> list[dict]:
+    """One row per epoch. A trial that Ray Tune restores from a checkpoint older
+    than its last result (a resumed driver restarts its running trials from
+    the state it last saved) runs those epochs again and appends them: the
+    later run is the one the trial went on from."""
+    latest: dict = {}
+    for number, row in enumerate(rows):
+        latest[row.get("training_iteration", f"row {number}")] = row  # a key keeps its first place
+    if len(latest) < len(rows):
+        seen = [r.get("training_iteration") for r in rows]
+        again = sorted({i for i in seen if seen.count(i) > 1})
+        notes.append(f"{result_uri}: epochs {again} reported twice (run again after a restore); "
+                     "kept the later run")
+    return list(latest.values())
+
+
 def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[dict]:
     result_uri = storage.join(trial_uri, "result.json")
     if "result.json" in entries:
@@ -116,6 +132,7 @@ def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[d
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 notes.append(f"{result_uri}: line {number} is not valid JSON (truncated?); skipped")
+        rows = _latest_per_iteration(rows, result_uri, notes)
         iterations = [r.get("training_iteration") for r in rows]
         if iterations == list(range(1, len(rows) + 1)) or "progress.csv" not in entries:
             return rows

@@ -67,6 +67,32 @@ def test_rows_missing_from_result_json_are_taken_from_progress_csv(known_experim
     assert (exp.trials["epochs"] == 2).all()
 
 
+def test_an_epoch_run_again_after_a_restore_counts_once_with_its_later_run(known_experiment, tmp_path):
+    """A resumed driver restarts a running trial from the checkpoint in its
+    last saved state: an epoch reported after that state was saved runs again
+    and is appended to result.json a second time."""
+    import json
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(known_experiment, copy)
+    trial = sorted(d for d in os.listdir(copy) if (copy / d / "result.json").exists())[0]
+    result = copy / trial / "result.json"
+    lines = result.read_text().splitlines()
+    rerun = json.loads(lines[-1])
+    rerun["val_accuracy"] = 0.123  # the run the trial went on from
+    result.write_text("\n".join(lines + [json.dumps(rerun)]) + "\n")
+    with pytest.warns(UserWarning, match=r"epochs \[2\] reported twice \(run again after a restore\); kept the later"):
+        exp = load_experiment(str(copy))
+    trial_id = exp.trials.set_index("trial_dir").loc[trial, "trial_id"]
+    rows = exp.epochs[exp.epochs["trial_id"] == trial_id]
+    assert list(rows["training_iteration"]) == [1, 2]
+    assert rows["val_accuracy"].iloc[-1] == 0.123
+    assert (exp.trials["epochs"] == 2).all()
+    assert exp.trials.set_index("trial_id").loc[trial_id, "last_val_accuracy"] == 0.123
+
+
 def test_a_trial_caught_writing_its_params_json_is_read_from_its_results_or_skipped(known_experiment, tmp_path):
     """A live experiment: Ray creates params.json as a trial starts, so a reader
     (`scenetune best` during a sweep) can find it empty."""

@@ -144,9 +144,16 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     for trial_id, text in before.items():
         after = open(os.path.join(by_id[trial_id], "result.json")).read()
         assert after == text, f"completed trial {trial_id} was run again"
+    # Ray Tune restarts a trial that was running at the kill from the checkpoint in the state it
+    # last saved, so an epoch it reported after that save runs again and is logged twice; a trial
+    # completed before the kill is untouched (above), and the experiment counts each epoch once.
+    completed_dirs = {by_id[trial_id] for trial_id in done}
     for trial in trial_dirs(experiment):
         epochs = [r["epoch"] for r in rows_of(trial)]
-        assert epochs == [1, 2, 3], f"{trial}: {epochs}"
+        assert sorted(set(epochs)) == [1, 2, 3] and epochs == sorted(epochs), f"{trial}: {epochs}"
+        assert epochs == [1, 2, 3] or trial not in completed_dirs, f"{trial}: {epochs}"
+    history = exp.epochs.sort_values("training_iteration").groupby("trial_id")["epoch"].apply(list)
+    assert len(history) == trials and all(epochs == [1, 2, 3] for epochs in history), history
 
     # Optuna's study after the resume still holds what it learned before the kill.
     # One state file per driver session, named by its start time: the resumed one is the newest.
