@@ -168,7 +168,8 @@ def _read_config(trial_uri: str, entries: set[str], results: list[dict], notes: 
 def _read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
     progress_uri = storage.join(trial_uri, "progress.csv")
     try:
-        return pd.read_csv(io.StringIO(storage.read_text(progress_uri))).to_dict("records")
+        # Trial ids are hex: "50152306" would read as a number, "1e123456" as infinity.
+        return pd.read_csv(io.StringIO(storage.read_text(progress_uri)), dtype={"trial_id": str}).to_dict("records")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         notes.append(f"{progress_uri}: unreadable ({e}); skipped")
         return []

@@ -67,6 +67,24 @@ def test_rows_missing_from_result_json_are_taken_from_progress_csv(known_experim
     assert (exp.trials["epochs"] == 2).all()
 
 
+def test_a_trial_read_from_progress_csv_keeps_a_hex_id_that_looks_like_a_number(known_experiment, tmp_path):
+    import os
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "copy"
+    shutil.copytree(known_experiment, copy)
+    trial = sorted(d for d in os.listdir(copy) if (copy / d / "progress.csv").exists())[0]
+    progress = pd.read_csv(copy / trial / "progress.csv", dtype={"trial_id": str})
+    progress["trial_id"] = "1e123456"  # Ray's ids are 8 hex digits; read as a number this is infinity
+    progress.to_csv(copy / trial / "progress.csv", index=False)
+    (copy / trial / "result.json").unlink()
+    with pytest.warns(UserWarning, match="result.json: missing; read progress.csv instead"):
+        exp = load_experiment(str(copy))
+    assert exp.trials.set_index("trial_dir").loc[trial, "trial_id"] == "1e123456"
+
+
 def test_an_epoch_run_again_after_a_restore_counts_once_with_its_later_run(known_experiment, tmp_path):
     """A resumed driver restarts a running trial from the checkpoint in its
     last saved state: an epoch reported after that state was saved runs again

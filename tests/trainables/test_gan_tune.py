@@ -77,7 +77,7 @@ def test_two_epochs_report_every_metric_and_write_sample_grids(conditional_exper
 def test_generate_one_category_from_a_conditional_trial(conditional_experiment, tmp_path, capsys):
     out = tmp_path / "library"
     assert main(["generate", conditional_experiment.uri, "--n", "4", "--category", "library", "--out", str(out)]) == 0
-    manifest = pd.read_csv(out / "images.csv")
+    manifest = pd.read_csv(out / "images.csv", dtype={"trial": str})  # a hex trial id can be all digits
     assert list(manifest["category"]) == ["library"] * 4
     assert Image.open(out / "image_0000.png").mode == "L"  # a grayscale GAN writes grayscale images
     # subway is a class of the experiment, but this trial trained on two others only.
@@ -161,14 +161,14 @@ def test_generate_writes_images_from_the_best_trial_or_a_chosen_one(sweep, capsy
     assert main(["generate", exp.uri, "--n", "5", "--out", str(out)]) == 0
     best = exp.trials.sort_values("last_fid").iloc[0].trial_id
     assert f"from trial {best}" in capsys.readouterr().out
-    manifest = pd.read_csv(out / "images.csv")
+    manifest = pd.read_csv(out / "images.csv", dtype={"trial": str})  # a hex trial id can be all digits
     assert list(manifest["file"]) == [f"image_{i:04d}.png" for i in range(5)]
     assert set(manifest["trial"]) == {best}
     images = [np.asarray(Image.open(out / name)) for name in manifest["file"]]
     assert images[0].shape == (32, 32, 3) and not np.array_equal(images[0], images[1])
     other = exp.trials.sort_values("last_fid").iloc[-1].trial_id
     assert main(["generate", exp.uri, "--n", "2", "--trial", other, "--out", str(tmp / "other")]) == 0
-    assert set(pd.read_csv(tmp / "other" / "images.csv")["trial"]) == {other}
+    assert set(pd.read_csv(tmp / "other" / "images.csv", dtype={"trial": str})["trial"]) == {other}
 
 
 @pytest.mark.parametrize("args, message", [
