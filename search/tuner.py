@@ -30,6 +30,7 @@ from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
+STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
 
 def startup_trials(num_samples: int) -> int:
     """Random trials before a model-based sampler takes over. Optuna's default
@@ -69,6 +70,21 @@ class Prepared:
     data_check: object = None  # trainables.datacheck.DataCheck
 
 
+def study_with_points(points: list[dict], mode, sampler) -> optuna.storages.BaseStorage | None:
+    """Optuna's storage with ``points`` enqueued as the study's first trials,
+    for OptunaSearch to load. Optuna samples the keys a point leaves out; Ray's
+    own ``points_to_evaluate`` refuses a point that does not name every key."""
+    if not points:
+        return None
+    storage = optuna.storages.InMemoryStorage()
+    modes = mode if isinstance(mode, list) else [mode]
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, sampler=sampler,
+                                directions=["minimize" if m == "min" else "maximize" for m in modes])
+    for point in points:
+        study.enqueue_trial(point)
+    return storage
+
+
 def searcher_and_space(spec: SweepSpec):
     """``(search_alg, param_space)``: Optuna gets the declared distributions and
     Tune the constants; random and grid hand Tune the domains themselves."""
@@ -79,8 +95,9 @@ def searcher_and_space(spec: SweepSpec):
         metric, mode = spec.metric, spec.mode
         if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front
             metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
+        storage = study_with_points([flatten(unflatten(flatten(p)), sep="/") for p in points], mode, sampler)
         searcher = OptunaSearch(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler,
-                                points_to_evaluate=[flatten(unflatten(flatten(p)), sep="/") for p in points] or None)
+                                storage=storage, study_name=STUDY_NAME)
         return searcher, {}
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]

@@ -78,17 +78,24 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     trial_id = rows[0]["trial_id"]
     assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, (
         "the lost node failed the trial", [(r["epoch"], r["node_ip"], r["done"]) for r in rows], victim.ip)
-    epochs = [r["epoch"] for r in rows]
-    assert epochs == list(range(1, len(rows) + 1)), f"epochs continue, not start over: {epochs}"
+    # Ray Tune logs an epoch's result, then registers the checkpoint that came with it
+    # (a second call to the trial's actor): an epoch whose checkpoint was in flight when
+    # the node died is logged but not registered, so it runs again on the new node.
     moved = next(i for i, r in enumerate(rows) if r["node_ip"] != victim.ip)
-    assert moved >= 2 and all(r["node_ip"] == victim.ip for r in rows[:moved])
+    on_victim, on_new = [r["epoch"] for r in rows[:moved]], [r["epoch"] for r in rows[moved:]]
+    assert on_victim == list(range(1, moved + 1)) and moved >= 2, (on_victim, on_new)
+    assert on_new == list(range(on_new[0], on_new[0] + len(on_new))), f"contiguous after the move: {on_new}"
+    assert on_new[0] in (moved, moved + 1), f"resumed from the last checkpoint, not started over: {on_victim} {on_new}"
+    assert all(r["node_ip"] != victim.ip for r in rows[moved:])
     assert rows[moved]["iterations_since_restore"] == 1, "the first epoch on the new node is its first since restore"
-    assert rows[moved]["epoch"] == rows[moved - 1]["epoch"] + 1, "resumed from the last checkpoint"
-    assert rows[moved]["train_time_s"] > rows[moved - 1]["train_time_s"], "training time carried over"
+    restored_from = rows[on_new[0] - 2]  # the epoch whose checkpoint the new node loaded
+    assert rows[moved]["train_time_s"] > restored_from["train_time_s"], "training time carried over"
     assert rows[-1]["epoch"] in (12, 16)  # stopped at ASHA's rung or completed
-    for other in trial_dirs(experiment):  # no trial started over
-        epochs = [r["epoch"] for r in rows_of(other)]
-        assert epochs == list(range(1, len(epochs) + 1)), f"{other}: {epochs}"
+    history = exp.epochs.sort_values("training_iteration").groupby("trial_id")["epoch"].apply(list)
+    assert len(history) == 2, history
+    for each, epochs in history.items():  # no trial started over, and each epoch counts once
+        assert epochs == list(range(1, len(epochs) + 1)), f"{each}: {epochs}"
+    assert history[trial_id] == list(range(1, rows[-1]["epoch"] + 1))
 
 
 def completed_and_started(experiment: str):

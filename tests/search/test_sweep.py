@@ -17,7 +17,10 @@ SWEEP = {
     "name": "e2e",
     "metric": "val_loss",
     "mode": "min",
-    "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": 6, "max_concurrent": 2, "seed": 3},
+    # Two good learning rates first, then one too small to learn in an epoch: whatever TPE
+    # samples after, ASHA has a trial below its first rung's cutoff to stop.
+    "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": 6, "max_concurrent": 2, "seed": 3,
+               "points": [{"learning_rate": 1.0e-3}, {"learning_rate": 2.0e-3}, {"learning_rate": 1.0e-6}]},
     "scheduler": {"name": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2},
     "space": {"learning_rate": {"loguniform": [1.0e-6, 3.0e-3]},
               "dense_units": {"choice": [8, 16]},
@@ -48,6 +51,8 @@ def test_sweep_runs_optuna_trials_and_asha_stops_some(experiment):
     stopped = exp.trials[exp.trials["status"] == "stopped"]
     assert (stopped["epochs"] < 4).all()
     assert set(stopped["epochs"]) <= {1, 2}  # ASHA's rungs below max_t for grace 1, factor 2
+    slowest = exp.trials.loc[exp.trials["config/learning_rate"].idxmin()]
+    assert slowest["config/learning_rate"] == 1e-6 and slowest["status"] == "stopped" and slowest["epochs"] == 1
     rates = exp.trials["config/learning_rate"]
     assert rates.nunique() == 6 and rates.between(1e-6, 3e-3).all()
     assert os.path.isfile(os.path.join(uri, "split.csv"))
@@ -79,6 +84,7 @@ def test_best_json_and_yaml_rank_trials_and_feed_back_as_fixed(experiment, capsy
     assert "data" not in best["config"] and best["config"]["learning_rate"] > 0
     raw = yaml.safe_load(open(spec_path))
     raw.update(name="again", space={}, fixed=best["config"])
+    raw["search"]["points"] = []
     assert parse_spec(raw).fixed["learning_rate"] == best["config"]["learning_rate"]
 
 
