@@ -4,7 +4,6 @@ holds, each a generated fixture (tests/bad_images.py)."""
 import json
 import os
 import re
-import time
 
 import cv2
 import numpy as np
@@ -121,12 +120,10 @@ def test_a_12000x9000_jpeg_decodes_by_dct_scaling_without_tripping_the_bomb_limi
     root, _, _ = messy
     path = os.path.join(root, KINDS_DIR, "big.jpg")
     assert 12000 * 9000 > Image.MAX_IMAGE_PIXELS  # PIL would warn (and an unscaled decode needs 324 MB)
-    started = time.perf_counter()
     pixels, info = load_rgb(path, min_side=224)
     assert (info.width, info.height) == (12000, 9000)
     assert pixels.shape == (1125, 1500, 3)  # decoded at 1/8 scale
     assert load_resized(path, 64).shape == (64, 64, 3)
-    assert time.perf_counter() - started < 5
 
 
 @pytest.mark.parametrize("name", ["truncated.jpg", "zero.jpg", "page.jpg", "notes.jpg", "garbage.jpg"])
