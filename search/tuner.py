@@ -32,6 +32,7 @@ MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
 
+
 def startup_trials(num_samples: int) -> int:
     """Random trials before a model-based sampler takes over. Optuna's default
     (10 for TPE, a population of 50 for NSGA-II) suits hundreds of trials; a
