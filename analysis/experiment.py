@@ -25,6 +25,7 @@ import io
 import json
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -113,8 +114,8 @@ def _latest_per_iteration(rows: list[dict], result_uri: str, notes: list[str]) -
     for number, row in enumerate(rows):
         latest[row.get("training_iteration", f"row {number}")] = row  # a key keeps its first place
     if len(latest) < len(rows):
-        seen = [r.get("training_iteration") for r in rows]
-        again = sorted({i for i in seen if seen.count(i) > 1})
+        counts = Counter(r.get("training_iteration") for r in rows)
+        again = sorted(i for i, n in counts.items() if n > 1)
         notes.append(f"{result_uri}: epochs {again} reported twice (run again after a restore); "
                      "kept the later run")
     return list(latest.values())
