@@ -57,6 +57,11 @@ def pareto_trials(exp: Experiment, scope: str = "last") -> list[dict]:
     return _entries(exp, pareto_front(exp, objectives, scope), [o["metric"] for o in objectives])
 
 
+# Trial config keys the sweep fills in (not the user's): left out of the
+# config shown, so it can be pasted back as a spec's ``fixed:``.
+SWEEP_SET_KEYS = ("data", "checkpoint_epochs")
+
+
 def _entries(exp: Experiment, rows: pd.DataFrame, shown: list[str]) -> list[dict]:
     status = exp.trials.set_index("trial_id")["status"]
     entries = []
@@ -64,7 +69,7 @@ def _entries(exp: Experiment, rows: pd.DataFrame, shown: list[str]) -> list[dict
         trial_id = row["trial_id"]
         metrics = {k: _plain(v) for k, v in row.items()
                    if k != "trial_id" and isinstance(v, (int, float)) and not pd.isna(v)}
-        config = {k: v for k, v in exp.configs.get(trial_id, {}).items() if k != "data"}
+        config = {k: v for k, v in exp.configs.get(trial_id, {}).items() if k not in SWEEP_SET_KEYS}
         entry = {"trial_id": trial_id, "status": status.get(trial_id, "unknown"),
                  "epoch": int(row["training_iteration"])}
         entry.update({m: _plain(row[m]) for m in shown})

@@ -28,6 +28,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -84,14 +85,17 @@ class Experiment:
 
 
 def asha_rungs(scheduler: dict) -> list[int]:
-    """The milestones of Ray Tune's ``ASHAScheduler`` (one bracket) for the
-    spec's ``scheduler`` block: ``grace_period * reduction_factor**k`` below
-    ``max_t``, computed as ``ray.tune.schedulers.async_hyperband`` does."""
+    """The epochs at which Ray Tune's ``ASHAScheduler`` (one bracket) judges a
+    trial, for the spec's ``scheduler`` block. Ray's milestones are
+    ``grace_period * reduction_factor**k``, as many as
+    ``int(log(max_t / grace) / log(factor) + 1)`` (numpy's logs, as Ray takes
+    them); a trial is judged at the first epoch that reaches one, so a
+    fractional milestone (factor 1.5) is judged at the epoch above it."""
     if scheduler.get("name") != "asha" or not scheduler.get("max_t"):
         return []
     max_t, grace, factor = scheduler["max_t"], scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4)
-    count = int(math.log(max_t / grace) / math.log(factor) + 1)
-    return sorted(int(round(grace * factor ** k)) for k in range(count))
+    count = int(np.log(max_t / grace) / np.log(factor) + 1)
+    return sorted({math.ceil(grace * factor ** k - 1e-9) for k in range(count)})
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -29,6 +29,7 @@ patch is skipped with a warning naming what is missing.
 from __future__ import annotations
 
 import logging
+import warnings
 
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
 
@@ -77,3 +78,16 @@ def tolerate_killed_trial_workers() -> bool:
 
     return (_wrap(RayActorManager, "_actor_task_failed", hand_over)
             & _wrap(TuneController, "_process_trial_failure", snapshot_failed))
+
+
+def set_restored_callbacks(tuner, callbacks: list) -> None:
+    """Give a restored ``Tuner`` these callbacks. ``Tuner.restore`` takes none
+    and brings back the pickled ones of the first run (with that run's
+    state); Ray 2.60 keeps the run config on the tuner's private
+    ``_local_tuner``. Skipped with a warning if a future Ray moves it."""
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    if run_config is None:
+        warnings.warn("scenetune: cannot set callbacks on a restored Tuner with this Ray; "
+                      "the resumed run's timings are not recorded")
+        return
+    run_config.callbacks = callbacks

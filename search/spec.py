@@ -11,9 +11,10 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, StrictInt, field_validator, model_validator
 
 from analysis import storage
+from analysis.experiment import asha_rungs
 from spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
 from trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
 
@@ -73,6 +74,9 @@ class SchedulerSpec(Strict):
 class ResourcesSpec(Strict):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
+    reuse_processes: bool = Field(
+        True, description="run trials of the same resources one after another in one warm worker process "
+                          "(TensorFlow imported once); false: a fresh process per trial")
 
 
 class FailureSpec(Strict):
@@ -81,6 +85,15 @@ class FailureSpec(Strict):
 
 class CheckpointSpec(Strict):
     num_to_keep: int = Field(2, ge=1)
+    frequency: Literal["rungs"] | StrictInt = Field(
+        "rungs", description="rungs: at ASHA's rungs and a trial's last epoch; N: every N epochs and the last")
+
+    @field_validator("frequency")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"every N epochs needs N >= 1, got {v}")
+        return v
 
 
 class Objective(Strict):
@@ -119,6 +132,16 @@ class SweepSpec(Strict):
         if epochs is not None:
             return int(max(epochs.args) if epochs.is_categorical else epochs.high)
         return int(get_path(self.fixed, "epochs", config_model(self.trainable).model_fields["epochs"].default))
+
+    def checkpoint_epochs(self) -> list[int]:
+        """The epochs at which trials checkpoint, besides each trial's last
+        (which always does): ASHA's rungs, where it stops trials and where a
+        retry resumes, or every ``checkpoint.frequency`` epochs."""
+        every = self.checkpoint.frequency
+        if every == "rungs":
+            stops = asha_rungs(self.scheduler.model_dump()) + [self.scheduler.max_t or 0]
+            return sorted({r for r in stops if 0 < r < self.max_epochs()})
+        return list(range(every, self.max_epochs(), every))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -263,8 +286,13 @@ def _resize_at_rungs(spec: SweepSpec) -> None:
     sched = spec.scheduler
     if sched.name != "asha":
         raise SpecError("fixed.progressive_resize: without ASHA, set fixed.resize_epochs (the epoch each size starts)")
-    starts = [0] + [int(sched.grace_period * sched.reduction_factor ** k) for k in range(len(sizes) - 1)]
-    spec.fixed["resize_epochs"] = starts
+    if sched.max_t is None:
+        sched.max_t = spec.max_epochs()
+    rungs = asha_rungs(sched.model_dump())
+    if len(rungs) < len(sizes) - 1:
+        raise SpecError(f"fixed.progressive_resize: {len(sizes)} sizes need {len(sizes) - 1} ASHA rungs before "
+                        f"max_t; the scheduler has {len(rungs)} ({rungs})")
+    spec.fixed["resize_epochs"] = [0] + rungs[:len(sizes) - 1]
 
 
 def _check_data(spec: SweepSpec) -> None:

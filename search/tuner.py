@@ -20,7 +20,8 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
-from search.ray_compat import tolerate_killed_trial_workers
+from search.clock import SweepClock
+from search.ray_compat import set_restored_callbacks, tolerate_killed_trial_workers
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
@@ -163,11 +164,12 @@ def prepare(spec: SweepSpec) -> Prepared:
     return Prepared(spec, experiment, manifest_uri, classes, check)
 
 
-def build_tuner(prepared: Prepared) -> tune.Tuner:
+def build_tuner(prepared: Prepared, clock: SweepClock | None = None) -> tune.Tuner:
     spec = prepared.spec
     search_alg, space = searcher_and_space(spec)
-    data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
-    param_space = deep_merge(deep_merge(spec.fixed, space), data)
+    sweep_set = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes},
+                 "checkpoint_epochs": spec.checkpoint_epochs()}
+    param_space = deep_merge(deep_merge(spec.fixed, space), sweep_set)
     chosen = scheduler(spec)
     metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
     tune_config = tune.TuneConfig(
@@ -175,12 +177,17 @@ def build_tuner(prepared: Prepared) -> tune.Tuner:
         num_samples=spec.search.num_samples,
         max_concurrent_trials=spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None,
         trial_dirname_creator=trial_dirname,
-        reuse_actors=False)  # TensorFlow holds GPU memory for a process's life
+        # Warm trials: Ray hands a finished trial's worker process to the next trial
+        # of the same resources; the trainable resets TensorFlow's state on entry
+        # (trainables.device.configure), and the GPU memory plan, fixed for a
+        # process's life, is the same for every trial of those resources.
+        reuse_actors=spec.resources.reuse_processes)
     run_config = tune.RunConfig(
         name=spec.name, storage_path=storage.normalize(spec.storage),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
         failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
         sync_config=tune.SyncConfig(sync_artifacts=True),
+        callbacks=[clock] if clock else None,
         verbose=1)
     return tune.Tuner(trainable(spec), param_space=param_space, tune_config=tune_config, run_config=run_config)
 
@@ -193,11 +200,14 @@ def check_restorable(spec: SweepSpec) -> None:
         raise SpecError(f"--resume: experiment {spec.name!r} at {experiment} {what}")
 
 
-def restore_tuner(spec: SweepSpec) -> tune.Tuner:
+def restore_tuner(spec: SweepSpec, clock: SweepClock | None = None) -> tune.Tuner:
     check_restorable(spec)
     # Errored trials already spent their retries (FailureConfig): they stay errored.
-    return tune.Tuner.restore(spec.experiment_uri, trainable=trainable(spec), resume_unfinished=True,
-                              resume_errored=False)
+    tuner = tune.Tuner.restore(spec.experiment_uri, trainable=trainable(spec), resume_unfinished=True,
+                               resume_errored=False)
+    if clock is not None:
+        set_restored_callbacks(tuner, [clock])
+    return tuner
 
 
 def connect(address: str | None) -> None:
@@ -213,18 +223,29 @@ def connect(address: str | None) -> None:
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> str:
-    """Run (or resume) the sweep to the end; returns the experiment's URI."""
+    """Run (or resume) the sweep to the end; returns the experiment's URI.
+    Where the time went (driver set-up, Ray start, each trial's wall and fit
+    time) is written to the experiment's ``sweep_timings.json``."""
+    clock = SweepClock()
     if resume:
         stored = storage.join(spec.experiment_uri, SPEC_FILE)
         if storage.exists(stored):  # the experiment's own settings win over the file's
             spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
         check_restorable(spec)
-        connect(address)
-        tuner = restore_tuner(spec)
+        with clock.phase("ray_start_s"):
+            connect(address)
+        tuner = restore_tuner(spec, clock)
     else:
-        prepared = prepare(spec)
-        connect(address)
-        tuner = build_tuner(prepared)
+        with clock.phase("prepare_s"):
+            prepared = prepare(spec)
+        with clock.phase("ray_start_s"):
+            connect(address)
+        tuner = build_tuner(prepared, clock)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
-    tuner.fit()
+    try:
+        with clock.phase("trials_s"):
+            tuner.fit()
+    finally:
+        clock.save(spec.experiment_uri)
+    print(clock.summary(), file=sys.stderr, flush=True)
     return spec.experiment_uri

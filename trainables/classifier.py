@@ -30,7 +30,6 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 
 import keras
@@ -48,6 +47,7 @@ from trainables.datasets import manifest_from_csv
 from trainables.faults import inject_fault
 from trainables.models import build_classifier
 from trainables.pipeline import cached_dataset
+from trainables.reporting import report_epoch
 
 PREDICTIONS = "val_predictions.csv"
 
@@ -146,12 +146,14 @@ class TuneReporter(keras.callbacks.Callback):
             "total_params": int(self.model.count_params()),
         }
         inject_fault(self.cfg.debug_fault, epoch + 1, before_report=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.model.save(os.path.join(tmp, "model.keras"))
-            with open(os.path.join(tmp, "state.json"), "w") as f:
-                json.dump({"epoch": epoch + 1, "train_time_s": self.train_time_s}, f)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.epochs_done = epoch + 1
+        report_epoch(metrics, epoch + 1, self.cfg.epochs, self.cfg.checkpoint_epochs, self.save)
         inject_fault(self.cfg.debug_fault, epoch + 1, before_report=False)
+
+    def save(self, folder: str) -> None:
+        self.model.save(os.path.join(folder, "model.keras"))
+        with open(os.path.join(folder, "state.json"), "w") as f:
+            json.dump({"epoch": self.epochs_done, "train_time_s": self.train_time_s}, f)
 
 
 def restore(cfg: ClassifierConfig, num_classes: int, augment_in_model: bool) -> tuple[keras.Model, int, float]:

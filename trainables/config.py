@@ -9,7 +9,7 @@ Augmentation parameters mean what they mean in Keras' ImageDataGenerator;
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -82,6 +82,11 @@ class DebugFault(Strict):
     oom_limit_mb: int = Field(4096, ge=64, description="mode oom: give up (raise) after allocating this much")
 
 
+# Epochs that checkpoint besides a trial's last, set by the sweep from its
+# ``checkpoint.frequency`` (see trainables.reporting); None: every epoch.
+CheckpointEpochs = list[Annotated[int, Field(ge=1)]] | None
+
+
 class ClassifierConfig(Strict):
     backbone: str = "mobilenet_v2"
     weights: str = Field("imagenet", description="imagenet, none, or a path to a weights file")
@@ -113,6 +118,7 @@ class ClassifierConfig(Strict):
         None, description="epoch at which each progressive size starts (default: ASHA's rungs, set by the sweep)")
     debug_fault: DebugFault | None = None
     data: DataRef | None = None
+    checkpoint_epochs: CheckpointEpochs = None
 
     @field_validator("backbone")
     @classmethod

@@ -52,11 +52,55 @@ def trial_resources(context) -> tuple[float, float]:
     return float(bundle.get("CPU", 0)), float(bundle.get("GPU", 0))
 
 
-def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict:
-    """Apply the trial's device settings; returns what was applied."""
+# The GPU memory plan applied in this process: TensorFlow fixes it when it
+# first touches a GPU, for the process's life. Ray reuses a process only for
+# trials of the same resources, so every later trial asks for the same plan.
+_applied_plan: list[int | None] | None = None
+
+
+def reset_trial_state() -> None:
+    """Start a trial clean in a process that may have run others: drop the
+    previous trial's graphs, models, optimizers and dataset iterators
+    (Keras' session; ``clear_session`` also collects Python's garbage), and
+    switch XLA's auto-clustering off (a model's own ``jit_compile`` is set
+    from each trial's config)."""
     import keras
     import tensorflow as tf
 
+    keras.backend.clear_session()
+    tf.config.optimizer.set_jit(False)
+
+
+def apply_gpu_plan(devices, plan: list[int | None]) -> list[int | None]:
+    """Memory growth (None) or a logical device capped at ``plan[i]`` MB for
+    each GPU; in a process whose GPUs are already set up, check that the plan
+    is the one applied (a different one cannot take effect)."""
+    global _applied_plan
+    import tensorflow as tf
+
+    plan = [plan[i] if i < len(plan) else None for i in range(len(devices))]  # total unknown: grow on demand
+    if _applied_plan is not None:
+        if plan != _applied_plan:
+            raise RuntimeError(f"this worker process's GPUs are set up with memory plan {_applied_plan} (MB caps, "
+                               f"None = growth); this trial needs {plan}: run it in a fresh process "
+                               "(resources.reuse_processes: false)")
+        return plan
+    for gpu, limit in zip(devices, plan):
+        if limit is None:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        else:
+            tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
+    _applied_plan = plan
+    return plan
+
+
+def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict:
+    """Apply the trial's device settings after :func:`reset_trial_state`;
+    returns what was applied."""
+    import keras
+    import tensorflow as tf
+
+    reset_trial_state()
     cpus, gpus = trial_resources(context) if context is not None else (0.0, 0.0)
     applied = {"cpus": cpus, "gpus": gpus}
     try:
@@ -64,18 +108,13 @@ def configure(seed: int, mixed_precision: str = "float32", context=None) -> dict
             tf.config.threading.set_intra_op_parallelism_threads(int(cpus))
             tf.config.threading.set_inter_op_parallelism_threads(max(int(cpus), 2))
     except RuntimeError:
-        # TensorFlow already ran in this process (an evaluation after a fit, a
-        # test session): its thread pools are fixed; keep them.
+        # TensorFlow already ran in this process (an earlier trial of a reused
+        # process, an evaluation after a fit): its thread pools are fixed, and
+        # Ray reuses a process only for trials of the same resources.
         applied["threads_unchanged"] = True
     devices = tf.config.list_physical_devices("GPU")
-    plan = gpu_memory_plan(gpus, gpu_total_mb()) if devices else []
-    for i, gpu in enumerate(devices):
-        limit = plan[i] if i < len(plan) else None  # total unknown: grow on demand
-        if limit is None:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        else:
-            tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
-        applied.setdefault("gpu_memory_limit_mb", []).append(limit)
+    if devices:
+        applied["gpu_memory_limit_mb"] = apply_gpu_plan(devices, gpu_memory_plan(gpus, gpu_total_mb()))
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
     applied["precision"] = PRECISION_POLICIES[mixed_precision]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -46,6 +45,7 @@ from trainables.gan_metrics import (collapse_state, diversity, discriminator_sat
 from trainables.gan_models import build_pair
 from trainables.gan_samples import save_grid
 from trainables.pipeline import make_dataset
+from trainables.reporting import report_epoch
 
 SAMPLES_DIR = "samples"
 TRACKED = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
@@ -181,9 +181,8 @@ class TuneReporter(keras.callbacks.Callback):
                        eval_time_s=time.perf_counter() - started, images_per_s=images / epoch_time)
         state["epoch"] = epoch + 1
         inject_fault(cfg.debug_fault, epoch + 1, before_report=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(tmp, gan, state)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        report_epoch(metrics, epoch + 1, cfg.epochs, cfg.checkpoint_epochs,
+                     lambda folder: save_checkpoint(folder, gan, state))
         inject_fault(cfg.debug_fault, epoch + 1, before_report=False)
 
 

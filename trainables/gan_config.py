@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from trainables.config import DataRef, DebugFault, Strict
+from trainables.config import CheckpointEpochs, DataRef, DebugFault, Strict
 from trainables.gan_metrics import COLLAPSE_DIVERSITY, COLLAPSE_PATIENCE
 
 EXTRACTORS = ("auto", "inception_v3", "classifier", "random")
@@ -52,6 +52,7 @@ class GanConfig(Strict):
     jit_compile: bool = False
     debug_fault: DebugFault | None = None
     data: DataRef | None = None
+    checkpoint_epochs: CheckpointEpochs = None
 
     @field_validator("categories")
     @classmethod

@@ -1,6 +1,8 @@
 """Reading real Ray Tune experiment directories: ASHA's rungs, statuses,
 wall time, and damaged inputs that warn instead of crashing."""
 
+import math
+
 import pytest
 from ray.tune.schedulers import ASHAScheduler
 
@@ -10,11 +12,13 @@ from analysis.experiment import asha_rungs
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("max_t, grace, factor", [(6, 1, 2), (4, 1, 2), (20, 2, 3), (50, 1, 3), (100, 5, 4)])
-def test_rungs_are_ray_asha_milestones(max_t, grace, factor):
+@pytest.mark.parametrize("max_t, grace, factor", [(6, 1, 2), (4, 1, 2), (20, 2, 3), (50, 1, 3), (100, 5, 4),
+                                                 (10, 1, 1.5), (9, 1, 3)])
+def test_rungs_are_the_epochs_ray_asha_judges_at(max_t, grace, factor):
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace,
                               reduction_factor=factor)
-    ray_milestones = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+    # A trial is judged at the first epoch that reaches a milestone (1.5 -> 2, 2.25 -> 3).
+    ray_milestones = sorted({math.ceil(milestone) for milestone, _ in scheduler._brackets[0]._rungs})
     assert asha_rungs({"name": "asha", "max_t": max_t, "grace_period": grace,
                        "reduction_factor": float(factor)}) == ray_milestones
     assert asha_rungs({"name": "none"}) == []

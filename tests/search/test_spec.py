@@ -38,6 +38,10 @@ BAD_SPECS = [
     ({"scheduler": {"name": "asha", "metric": "val_los", "mode": "min"}},
      "scheduler.metric: 'val_los' is not reported by classifier"),
     ({"scheduler": {"name": "none", "metric": "val_loss", "mode": "min"}}, "scheduler.metric: only ASHA ranks"),
+    ({"checkpoint": {"frequency": 0}}, "checkpoint.frequency: every N epochs needs N >= 1"),
+    ({"checkpoint": {"frequency": "often"}}, "checkpoint.frequency"),
+    ({"checkpoint": {"frequency": True}}, "checkpoint.frequency"),
+    ({"resources": {"reuse_processes": "sometimes"}}, "resources.reuse_processes: Input should be a valid boolean"),
 ]
 
 
@@ -92,6 +96,31 @@ def test_good_spec_resolves_defaults(make_spec, synth_root):
     assert spec.scheduler.max_t == 2  # the trials' epochs
     assert spec.data.root == os.path.abspath(synth_root)
     assert spec.search.sampler == "tpe"
+
+
+@pytest.mark.parametrize("scheduler, frequency, epochs, expected", [
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 3}, "rungs", 9, [1, 3]),  # 9 is the last epoch
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": 6}, "rungs", 6, [1, 2, 4]),
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 1.5, "max_t": 10}, "rungs", 10, [1, 2, 3, 4, 6, 8]),
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 3, "max_t": 4}, "rungs", 8, [1, 3, 4]),  # ASHA stops at 4
+    ({"name": "none"}, "rungs", 5, []),
+    ({"name": "none"}, 2, 7, [2, 4, 6]),
+])
+def test_trials_checkpoint_at_the_rungs_or_every_n_epochs(make_spec, scheduler, frequency, epochs, expected):
+    spec = load_spec(make_spec({"scheduler": scheduler, "checkpoint": {"frequency": frequency},
+                                "fixed": {"epochs": epochs}}))
+    assert spec.checkpoint_epochs() == expected
+    assert spec.resources.reuse_processes, "warm trial processes by default"
+
+
+def test_progressive_phases_start_at_the_epochs_asha_judges_at(make_spec):
+    """Ray judges a milestone of 2.25 at epoch 3: the next size starts there, not at int(2.25)."""
+    spec = load_spec(make_spec({"scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 1.5},
+                                "fixed": {"progressive_resize": [16, 24, 32], "image_size": None, "epochs": 10}}))
+    assert spec.fixed["resize_epochs"] == [0, 1, 2]
+    spec = load_spec(make_spec({"scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 1.5},
+                                "fixed": {"progressive_resize": [16, 24, 32], "image_size": None, "epochs": 10}}))
+    assert spec.fixed["resize_epochs"] == [0, 2, 3]
 
 
 def test_the_shipped_sweeps_are_valid(tmp_path):

@@ -50,10 +50,12 @@ def spec_classes(exp):
     return next(iter(exp.configs.values()))["data"]["classes"]
 
 
-@pytest.mark.parametrize("keep, steps", [(1, 1), (3, 3)])  # steps: steps_per_execution, restored too
-def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec, keep, steps):
+# steps: steps_per_execution, restored too; frequency: checkpoints every N epochs (the
+# fault comes after epoch 2, which checkpoints with both); the process is reused (the default).
+@pytest.mark.parametrize("keep, steps, frequency", [(1, 1, 1), (3, 3, 2)])
+def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec, keep, steps, frequency):
     spec = load_spec(make_spec({"name": f"retry-{keep}", "failure": {"max_failures": 1},
-                                "checkpoint": {"num_to_keep": keep},
+                                "checkpoint": {"num_to_keep": keep, "frequency": frequency},
                                 "fixed": {"epochs": 4, "debug_fault": {"epoch": 2, "mode": "once"},
                                           "steps_per_execution": steps}}))
     exp = load_experiment(run_sweep(spec))
@@ -65,6 +67,8 @@ def test_a_retried_trial_resumes_at_its_next_epoch(ray_local, make_spec, keep, s
     assert list(rows["training_iteration"]) == [1, 2, 3, 4]
     assert list(rows["iterations_since_restore"])[2] == 1, "epoch 3 ran in the retried process"
     assert rows["train_time_s"].is_monotonic_increasing
+    written = list(rows["checkpoint_mb"] > 0)
+    assert written == [e % frequency == 0 or e == 4 for e in range(1, 5)], "checkpoints at the asked epochs only"
 
 
 def test_a_trial_that_always_fails_is_errored_after_its_retries(ray_local, make_spec):

@@ -1,0 +1,42 @@
+"""One epoch's report to Ray Tune, with a checkpoint when the schedule asks
+for one. Shared by the classifier and the GAN.
+
+Checkpoints are written at the epochs the sweep names in the trial's
+``checkpoint_epochs`` (ASHA's rungs by default: where ASHA stops a trial,
+so a stopped trial's model is there for ``evaluate``) and always at the
+trial's last epoch; ``checkpoint_epochs`` unset (a trial run outside a sweep)
+checkpoints every epoch. A retried trial resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from ray import tune
+
+
+def wants_checkpoint(epoch: int, last_epoch: int, checkpoint_epochs: list[int] | None) -> bool:
+    """Whether ``epoch`` (1-based) of a trial of ``last_epoch`` epochs checkpoints."""
+    return checkpoint_epochs is None or epoch >= last_epoch or epoch in checkpoint_epochs
+
+
+def folder_mb(folder: str) -> float:
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file()) / 2**20
+
+
+def report_epoch(metrics: dict, epoch: int, last_epoch: int, checkpoint_epochs: list[int] | None,
+                 save: Callable[[str], None]) -> None:
+    """Report ``metrics`` for ``epoch``; when it checkpoints, ``save(folder)``
+    writes the checkpoint's files first. Adds ``checkpoint_s`` (seconds spent
+    writing the files, 0 without a checkpoint) and ``checkpoint_mb``."""
+    if not wants_checkpoint(epoch, last_epoch, checkpoint_epochs):
+        tune.report({**metrics, "checkpoint_s": 0.0, "checkpoint_mb": 0.0})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        save(tmp)
+        written = {"checkpoint_s": time.perf_counter() - started, "checkpoint_mb": folder_mb(tmp)}
+        tune.report({**metrics, **written}, checkpoint=tune.Checkpoint.from_directory(tmp))
