@@ -45,11 +45,11 @@ class TrialWorkerKilled(RayActorError):
         super().__init__(error_msg=f"{type(cause).__name__}: {cause}")
 
 
-def _wrap(owner, name: str, make) -> bool:
+def _wrap(owner, name: str, make, without: str = "a trial killed by Ray may end the sweep or be saved as "
+                                                 "running") -> bool:
     original = getattr(owner, name, None)
     if original is None:
-        logger.warning("%s.%s not found (a Ray other than 2.60?): a trial killed by Ray may end the sweep "
-                       "or be saved as running", owner.__name__, name)
+        logger.warning("%s.%s not found (a Ray other than 2.60?): %s", owner.__name__, name, without)
         return False
     if not getattr(original, "_scenetune", False):
         wrapper = make(original)
@@ -78,6 +78,42 @@ def tolerate_killed_trial_workers() -> bool:
 
     return (_wrap(RayActorManager, "_actor_task_failed", hand_over)
             & _wrap(TuneController, "_process_trial_failure", snapshot_failed))
+
+
+# Warm processes: resident memory of each (node, pid) after its first trial.
+_first_rss_mb: dict[tuple, float] = {}
+_recycle_at_growth_mb = [0.0]
+
+
+def recycle_grown_workers(growth_mb: float) -> bool:
+    """Retire a warm trial process (not hand it to the next trial) once its
+    resident memory has grown ``growth_mb`` past what it held after its first
+    trial; 0 never retires one.
+
+    TensorFlow 2.21 with Keras 3.15 keeps a few MB of every trained model's
+    traced functions alive after ``keras.backend.clear_session()`` (two
+    ``one_step_on_data`` graphs a model, held from C++), so a process that
+    runs trial after trial grows. The trials report ``process_rss_mb``; Ray
+    Tune 2.60 decides in the private ``TuneController._maybe_cache_trial_actor``
+    whether a finished trial's process is kept for the next, and this wraps it."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    _recycle_at_growth_mb[0] = growth_mb
+
+    def retire_grown(original):
+        def _maybe_cache_trial_actor(self, trial):
+            result = trial.last_result or {}
+            rss, key = result.get("process_rss_mb"), (result.get("node_ip"), result.get("pid"))
+            if rss is not None:
+                first = _first_rss_mb.setdefault(key, rss)
+                if _recycle_at_growth_mb[0] and rss - first > _recycle_at_growth_mb[0]:
+                    logger.info("retiring trial process %s: %.0f MB, %.0f MB after its first trial", key, rss, first)
+                    return False
+            return original(self, trial)
+        return _maybe_cache_trial_actor
+
+    return _wrap(TuneController, "_maybe_cache_trial_actor", retire_grown,
+                 "warm trial processes are never retired, whatever their memory")
 
 
 def set_restored_callbacks(tuner, callbacks: list) -> None:

@@ -77,6 +77,9 @@ class ResourcesSpec(Strict):
     reuse_processes: bool = Field(
         True, description="run trials of the same resources one after another in one warm worker process "
                           "(TensorFlow imported once); false: a fresh process per trial")
+    recycle_at_growth_mb: float = Field(
+        1024, ge=0, description="replace a warm process whose resident memory grew this much since its first "
+                                "trial (TensorFlow keeps a few MB of each trained model); 0: never")
 
 
 class FailureSpec(Strict):

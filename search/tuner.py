@@ -21,7 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
 from search.clock import SweepClock
-from search.ray_compat import set_restored_callbacks, tolerate_killed_trial_workers
+from search.ray_compat import recycle_grown_workers, set_restored_callbacks, tolerate_killed_trial_workers
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
@@ -242,6 +242,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
             connect(address)
         tuner = build_tuner(prepared, clock)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
+    recycle_grown_workers(spec.resources.recycle_at_growth_mb)
     try:
         with clock.phase("trials_s"):
             tuner.fit()

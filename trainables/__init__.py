@@ -21,9 +21,9 @@ TRAINABLES: dict[str, tuple[str, str]] = {
 TUNE_METRICS = ["training_iteration", "time_total_s", "time_this_iter_s"]
 METRICS: dict[str, list[str]] = {
     "classifier": ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s",
-                   "train_time_s", "images_per_s", "checkpoint_s", "checkpoint_mb"],
+                   "train_time_s", "images_per_s", "checkpoint_s", "checkpoint_mb", "process_rss_mb"],
     "gan": ["epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "fid", "kid", "diversity", "collapsed",
-            "train_time_s", "epoch_time_s", "eval_time_s", "images_per_s", "checkpoint_s", "checkpoint_mb"],
+            "train_time_s", "epoch_time_s", "eval_time_s", "images_per_s", "checkpoint_s", "checkpoint_mb", "process_rss_mb"],
 }
 
 

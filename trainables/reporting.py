@@ -23,6 +23,18 @@ def wants_checkpoint(epoch: int, last_epoch: int, checkpoint_epochs: list[int] |
     return checkpoint_epochs is None or epoch >= last_epoch or epoch in checkpoint_epochs
 
 
+def process_rss_mb() -> float:
+    """Resident memory of this process (Linux ``/proc``; elsewhere its peak),
+    reported each epoch: a warm process runs many trials, and this shows
+    whether it grows."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def folder_mb(folder: str) -> float:
     return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file()) / 2**20
 
@@ -31,7 +43,9 @@ def report_epoch(metrics: dict, epoch: int, last_epoch: int, checkpoint_epochs: 
                  save: Callable[[str], None]) -> None:
     """Report ``metrics`` for ``epoch``; when it checkpoints, ``save(folder)``
     writes the checkpoint's files first. Adds ``checkpoint_s`` (seconds spent
-    writing the files, 0 without a checkpoint) and ``checkpoint_mb``."""
+    writing the files, 0 without a checkpoint), ``checkpoint_mb`` and
+    ``process_rss_mb``."""
+    metrics = {**metrics, "process_rss_mb": process_rss_mb()}
     if not wants_checkpoint(epoch, last_epoch, checkpoint_epochs):
         tune.report({**metrics, "checkpoint_s": 0.0, "checkpoint_mb": 0.0})
         return

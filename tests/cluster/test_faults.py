@@ -51,23 +51,23 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     spec = make_spec({"name": "lost-node", "storage": str(tmp_path / "shared"),
                       "search": {"num_samples": 2, "max_concurrent": 2},
                       "scheduler": {"name": "asha", "max_t": 16, "grace_period": 12, "reduction_factor": 2},
-                      "failure": {"max_failures": 2},
+                      "failure": {"max_failures": 2}, "checkpoint": {"num_to_keep": 2, "frequency": 2},
                       "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
                       "fixed": {"epochs": 16}})
     experiment = str(tmp_path / "shared" / "lost-node")
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
     def running_on_victim():
-        # Epochs 2 to 4: past the first checkpoints, and well before ASHA's rung
+        # Epochs 3 to 5: past the first checkpoint (every 2 epochs), and well before ASHA's rung
         # at 12, where a trial stopped by ASHA would leave a last row that is not
         # `done` either: killing an idle node would then fail no trial. The
         # driver writes result.json a little behind the trial, so the trial
         # must have epochs to go when the kill lands (with 8, one had finished).
         for trial in trial_dirs(experiment):
             rows = rows_of(trial)
-            if rows and rows[-1]["node_ip"] == victim.ip and 2 <= rows[-1]["epoch"] <= 4 and not rows[-1]["done"]:
+            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 5 and not rows[-1]["done"]:
                 return trial
-    trial = wait_until(running_on_victim, 300, "trial with 2 epochs on the victim node", driver)
+    trial = wait_until(running_on_victim, 300, "trial with 3 epochs on the victim node", driver)
     cluster.kill_raylet(victim)
     assert driver.wait() == 0, driver.tail()
 
@@ -78,14 +78,17 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     trial_id = rows[0]["trial_id"]
     assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, (
         "the lost node failed the trial", [(r["epoch"], r["node_ip"], r["done"]) for r in rows], victim.ip)
+    # Checkpoints every 2 epochs: the trial resumes after the last even epoch on the victim.
     # Ray Tune logs an epoch's result, then registers the checkpoint that came with it
     # (a second call to the trial's actor): an epoch whose checkpoint was in flight when
-    # the node died is logged but not registered, so it runs again on the new node.
+    # the node died is logged but not registered, so the trial resumes from the one before.
     moved = next(i for i, r in enumerate(rows) if r["node_ip"] != victim.ip)
     on_victim, on_new = [r["epoch"] for r in rows[:moved]], [r["epoch"] for r in rows[moved:]]
-    assert on_victim == list(range(1, moved + 1)) and moved >= 2, (on_victim, on_new)
+    assert on_victim == list(range(1, moved + 1)) and moved >= 3, (on_victim, on_new)
     assert on_new == list(range(on_new[0], on_new[0] + len(on_new))), f"contiguous after the move: {on_new}"
-    assert on_new[0] in (moved, moved + 1), f"resumed from the last checkpoint, not started over: {on_victim} {on_new}"
+    last_even = moved - moved % 2
+    assert on_new[0] - 1 in (last_even, last_even - 2) and on_new[0] > 1, (
+        f"resumed from the last checkpoint, not started over: {on_victim} {on_new}")
     assert all(r["node_ip"] != victim.ip for r in rows[moved:])
     assert rows[moved]["iterations_since_restore"] == 1, "the first epoch on the new node is its first since restore"
     restored_from = rows[on_new[0] - 2]  # the epoch whose checkpoint the new node loaded
@@ -121,9 +124,9 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     spec = make_spec({"name": "driver-kill", "storage": str(tmp_path / "shared"),
                       "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": trials,
                                  "max_concurrent": 2},
-                      "failure": {"max_failures": 1},
+                      "failure": {"max_failures": 1}, "checkpoint": {"num_to_keep": 1, "frequency": 2},
                       "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
-                      "fixed": {"epochs": 3}})
+                      "fixed": {"epochs": 4}})
     experiment = str(tmp_path / "shared" / "driver-kill")
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
@@ -157,10 +160,10 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     completed_dirs = {by_id[trial_id] for trial_id in done}
     for trial in trial_dirs(experiment):
         epochs = [r["epoch"] for r in rows_of(trial)]
-        assert sorted(set(epochs)) == [1, 2, 3] and epochs == sorted(epochs), f"{trial}: {epochs}"
-        assert epochs == [1, 2, 3] or trial not in completed_dirs, f"{trial}: {epochs}"
+        assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs == sorted(epochs), f"{trial}: {epochs}"
+        assert epochs == [1, 2, 3, 4] or trial not in completed_dirs, f"{trial}: {epochs}"
     history = exp.epochs.sort_values("training_iteration").groupby("trial_id")["epoch"].apply(list)
-    assert len(history) == trials and all(epochs == [1, 2, 3] for epochs in history), history
+    assert len(history) == trials and all(epochs == [1, 2, 3, 4] for epochs in history), history
 
     # Optuna's study after the resume still holds what it learned before the kill.
     # One state file per driver session, named by its start time: the resumed one is the newest.
