@@ -7,6 +7,7 @@ trainable's own config model before Ray starts.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Any, Literal
 
@@ -88,8 +89,10 @@ class FailureSpec(Strict):
 
 class CheckpointSpec(Strict):
     num_to_keep: int = Field(2, ge=1)
-    frequency: Literal["rungs"] | StrictInt = Field(
-        "rungs", description="rungs: at ASHA's rungs and a trial's last epoch; N: every N epochs and the last")
+    frequency: Literal["auto", "rungs"] | StrictInt = Field(
+        "auto", description="when trials checkpoint besides their last epoch. rungs: at ASHA's rungs (where it "
+                            "stops trials); auto: the rungs and every quarter of the epochs (where a retry "
+                            "resumes); N: every N epochs")
 
     @field_validator("frequency")
     @classmethod
@@ -138,13 +141,14 @@ class SweepSpec(Strict):
 
     def checkpoint_epochs(self) -> list[int]:
         """The epochs at which trials checkpoint, besides each trial's last
-        (which always does): ASHA's rungs, where it stops trials and where a
-        retry resumes, or every ``checkpoint.frequency`` epochs."""
-        every = self.checkpoint.frequency
-        if every == "rungs":
-            stops = asha_rungs(self.scheduler.model_dump()) + [self.scheduler.max_t or 0]
-            return sorted({r for r in stops if 0 < r < self.max_epochs()})
-        return list(range(every, self.max_epochs(), every))
+        (which always does), from ``checkpoint.frequency``."""
+        every, epochs = self.checkpoint.frequency, self.max_epochs()
+        if isinstance(every, int):
+            return list(range(every, epochs, every))
+        chosen = set(asha_rungs(self.scheduler.model_dump())) | {self.scheduler.max_t or 0}
+        if every == "auto":  # a crash loses at most a quarter of a trial's epochs
+            chosen |= set(range(math.ceil(epochs / 4), epochs, math.ceil(epochs / 4)))
+        return sorted(e for e in chosen if 0 < e < epochs)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

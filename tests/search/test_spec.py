@@ -105,12 +105,16 @@ def test_good_spec_resolves_defaults(make_spec, synth_root):
     ({"name": "asha", "grace_period": 1, "reduction_factor": 3, "max_t": 4}, "rungs", 8, [1, 3, 4]),  # ASHA stops at 4
     ({"name": "none"}, "rungs", 5, []),
     ({"name": "none"}, 2, 7, [2, 4, 6]),
+    ({"name": "none"}, "auto", 20, [5, 10, 15]),  # every quarter: a retry loses at most 5 epochs
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 3}, "auto", 9, [1, 3, 6]),
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": 6}, "auto", 6, [1, 2, 4]),
 ])
 def test_trials_checkpoint_at_the_rungs_or_every_n_epochs(make_spec, scheduler, frequency, epochs, expected):
     spec = load_spec(make_spec({"scheduler": scheduler, "checkpoint": {"frequency": frequency},
                                 "fixed": {"epochs": epochs}}))
     assert spec.checkpoint_epochs() == expected
     assert spec.resources.reuse_processes, "warm trial processes by default"
+    assert load_spec(make_spec({"scheduler": scheduler})).checkpoint.frequency == "auto"
 
 
 def test_progressive_phases_start_at_the_epochs_asha_judges_at(make_spec):
