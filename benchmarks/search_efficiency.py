@@ -8,6 +8,7 @@
    ``benchmarks/fixtures/search-recorded`` (committed, well under 5 MB).
 2. Replay it (``scenetune replay``'s machinery) with random, TPE, random+ASHA
    and TPE+ASHA (ASHA ranking by val_accuracy, and again by val_loss),
+   random+Hyperband and TPE+Hyperband (Ray's ``HyperBandScheduler``),
    ``--repeats`` seeds each (30: about 15 minutes), and print, per strategy,
    the best accuracy reached, the simulated compute and the compute needed to
    come within 1 point of the best recorded accuracy, relative to random
@@ -168,8 +169,9 @@ def main() -> int:
 
     import pandas as pd
 
-    runs, summary = replay(args.fixture, ["random", "tpe"], ["none", "asha"], args.repeats, args.num_samples,
-                           seed=args.seed, progress=progress)
+    # Hyperband (Ray's HyperBandScheduler: KerasTuner's algorithm, brackets that stop less eagerly) beside ASHA.
+    runs, summary = replay(args.fixture, ["random", "tpe"], ["none", "asha", "hyperband"], args.repeats,
+                           args.num_samples, seed=args.seed, progress=progress)
     runs["rank_by"] = summary["rank_by"] = "val_accuracy"
     # ASHA ranking by val_loss (scheduler.metric): it tells apart trials whose accuracy ties at chance.
     by_loss, by_loss_summary = replay(args.fixture, ["random", "tpe"], ["asha"], args.repeats, args.num_samples,
