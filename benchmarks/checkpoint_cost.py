@@ -9,10 +9,9 @@ in one process:
 - epoch time: images/s of ``model.fit`` on random 224 px batches (steps after
   the first, so tracing is left out) times the train split of the seed
   report's 25 categories (60% of 5,805 images), what a real epoch trains on;
-- checkpoint: what a trial writes (``model.keras`` with the optimizer's state
-  after a train step, and ``state.json``, through
-  :func:`trainables.reporting.report_epoch`'s own save) and then a copy of
-  the folder to a storage folder, as Ray Tune persists it to local or NFS
+- checkpoint: what a classifier trial writes (``model.keras`` with the
+  optimizer's state after a train step, and ``state.json``) and then a copy
+  of the folder to a storage folder, as Ray Tune persists it to local or NFS
   storage: seconds and MB, the median of ``--repeats``;
 - the share of epoch time checkpoints take over a trial, for every epoch and
   for the default policy, on the schedules of ``sweeps/seed-table2.yaml``

@@ -32,6 +32,7 @@ SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
+WORKER_SETUP_HOOK = "trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
 
 
 def startup_trials(num_samples: int) -> int:
@@ -219,7 +220,8 @@ def connect(address: str | None) -> None:
     # "local" starts a fresh embedded Ray even when a `ray start` cluster runs
     # on this machine (ray.init() with no address would join that one).
     ray.init(address=address or "local", include_dashboard=False if address is None else None,
-             configure_logging=True, logging_level="WARNING")
+             configure_logging=True, logging_level="WARNING",
+             runtime_env={"worker_process_setup_hook": WORKER_SETUP_HOOK})
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> str:
