@@ -384,8 +384,12 @@ def main() -> int:
     if "scenetune" in medians.index and peers:
         fastest = min(peers, key=lambda m: medians.loc[m, "time_to_target_s"])
         ours, theirs = medians.loc["scenetune", "time_to_target_s"], medians.loc[fastest, "time_to_target_s"]
-        verdict = "n/a (both medians infinite: see reached)" if math.isinf(ours) and math.isinf(theirs) else \
-            f"{ours / theirs:.2f} (goal <= 0.8: {'met' if ours / theirs <= 0.8 else 'NOT met'})"
+        if math.isinf(ours) and math.isinf(theirs):
+            verdict = "n/a (both medians infinite: see reached)"
+        elif math.isinf(theirs):
+            verdict = "0 (the peers' median seed never came within reach of the target: goal <= 0.8: met)"
+        else:
+            verdict = f"{ours / theirs:.2f} (goal <= 0.8: {'met' if ours / theirs <= 0.8 else 'NOT met'})"
         print(f"\nratio_time_to_target: scenetune {ours:.1f} s / {fastest} {theirs:.1f} s = {verdict}")
         floor = medians.loc[peers, "best_val_acc"].max() - 0.01
         print(f"accuracy: the best peer's median best_val_acc - 1 point = {floor:.3f}; "

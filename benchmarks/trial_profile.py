@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/trial_profile.py --size 64 --epochs 4
 
 The phases of ``trainables.classifier.train_classifier``, called one by one
-with a clock between them, in this order: importing TensorFlow and Keras
-(cold only), importing the trial's modules, validating the config, the reset
+with a clock between them, in this order: what a sweep's worker process does
+as it starts (``trainables.warmup``: import TensorFlow, Keras and the
+trainables, then ``gc.freeze()``; cold only), importing the trial's modules, validating the config, the reset
 of a warm trial (``trainables.device.configure``: Keras' session cleared, its
 garbage collected, seeds and precision set), reading the split manifest,
 opening the decode cache (built in the cold pass), building the model, making
@@ -79,9 +80,9 @@ def main(argv=None) -> int:
     if args.size < 8 or args.epochs < 2:
         parser.error("--size: 8 or more; --epochs: 2 or more")
     clock = Clock()
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
-    clock.lap("import TensorFlow and Keras", "cold")
+    from trainables.warmup import import_tensorflow
+    import_tensorflow()  # what a sweep's worker does as it starts
+    clock.lap("worker start: import TensorFlow, Keras, trainables; gc.freeze", "cold")
     import pandas as pd
 
     from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
