@@ -258,6 +258,11 @@ def load_experiment(uri: str) -> Experiment:
             notes.append(f"{trial_uri}: no readable config or result yet (a trial just starting?); skipped")
             continue
         trial_id = str(results[0]["trial_id"]) if results else by_dir.get(name) or _id_from_dirname(name)
+        if states and trial_id not in states and name not in by_dir:
+            notes.append(f"{trial_uri}: not in Ray Tune's saved state (started after its last save, which a "
+                         "running sweep makes every few seconds; after a killed driver, --resume does not "
+                         "continue it); left out")
+            continue
         configs[trial_id] = config
         state = states.get(trial_id, {})
         for r in results:  # one frame at the end: far faster than a frame per trial

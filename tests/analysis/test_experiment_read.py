@@ -137,3 +137,23 @@ def test_a_trial_caught_writing_its_params_json_is_read_from_its_results_or_skip
     assert len(exp.trials) == len(trials) - 1 and trials[1] not in set(exp.trials["trial_dir"])
     read = exp.trials.set_index("trial_dir").loc[trials[0]]
     assert read["config/backbone"] == exp.configs[read["trial_id"]]["backbone"] != ""
+
+
+def test_a_trial_folder_missing_from_ray_s_saved_state_is_left_out_with_a_note(known_experiment, tmp_path):
+    """A trial started after Ray Tune's last state save, then its driver killed:
+    --resume does not continue it, so the experiment does not count it."""
+    import json
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(known_experiment, copy)
+    trial = sorted(d for d in os.listdir(copy) if (copy / d / "result.json").exists())[0]
+    shutil.copytree(copy / trial, copy / "train_known_0badf00d")
+    rows = [json.loads(line) for line in (copy / trial / "result.json").read_text().splitlines() if line.strip()]
+    (copy / "train_known_0badf00d" / "result.json").write_text(
+        "".join(json.dumps({**row, "trial_id": "0badf00d"}) + "\n" for row in rows))
+    with pytest.warns(UserWarning, match="train_known_0badf00d: not in Ray Tune's saved state"):
+        exp = load_experiment(str(copy))
+    assert len(exp.trials) == 7 and "0badf00d" not in set(exp.trials["trial_id"])
+    assert "0badf00d" not in set(exp.epochs["trial_id"])

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import warnings
 
 import pytest
 
@@ -148,8 +149,17 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     resumed = Driver(cluster, spec, str(tmp_path / "resume.log"), "--resume")
     assert resumed.wait() == 0, resumed.tail()
 
-    exp = load_experiment(experiment)
-    assert len(exp.trials) == trials and len(trial_dirs(experiment)) == trials, "total trials == num_samples"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = load_experiment(experiment)
+    assert len(exp.trials) == trials, "total trials == num_samples"
+    # A trial started after Ray Tune's last state save before the kill is not resumed (Ray
+    # does not know it); its folder stays, and the experiment leaves it out, saying so.
+    unsaved = [os.path.normpath(t) for t in trial_dirs(experiment)
+               if os.path.basename(os.path.normpath(t)) not in set(exp.trials["trial_dir"])]
+    assert len(unsaved) <= 2 and all(any(t in str(w.message) and "saved state" in str(w.message)
+                                         for w in caught) for t in unsaved), (unsaved, caught)
+    assert all(os.path.basename(t) not in before for t in unsaved), "a completed trial is never left out"
     assert set(exp.trials["status"]) == {"completed"}, exp.trials[["trial_id", "status", "error"]]
     for trial_id, text in before.items():
         after = open(os.path.join(by_id[trial_id], "result.json")).read()
@@ -159,6 +169,8 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     # completed before the kill is untouched (above), and the experiment counts each epoch once.
     completed_dirs = {by_id[trial_id] for trial_id in done}
     for trial in trial_dirs(experiment):
+        if os.path.normpath(trial) in unsaved:
+            continue
         epochs = [r["epoch"] for r in rows_of(trial)]
         assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs == sorted(epochs), f"{trial}: {epochs}"
         assert epochs == [1, 2, 3, 4] or trial not in completed_dirs, f"{trial}: {epochs}"
