@@ -79,21 +79,23 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     trial_id = rows[0]["trial_id"]
     assert exp.trials.set_index("trial_id").loc[trial_id, "failures"] >= 1, (
         "the lost node failed the trial", [(r["epoch"], r["node_ip"], r["done"]) for r in rows], victim.ip)
-    # Checkpoints every 2 epochs: the trial resumes after the last even epoch on the victim.
+    # Checkpoints every 2 epochs: the trial resumes after an even epoch it reached on the victim.
     # Ray Tune logs an epoch's result, then registers the checkpoint that came with it
     # (a second call to the trial's actor): an epoch whose checkpoint was in flight when
     # the node died is logged but not registered, so the trial resumes from the one before.
+    # result.json may lack the victim's last lines (the driver was writing them): they are
+    # in progress.csv, which the experiment reads; so the victim may have gone further.
     moved = next(i for i, r in enumerate(rows) if r["node_ip"] != victim.ip)
     on_victim, on_new = [r["epoch"] for r in rows[:moved]], [r["epoch"] for r in rows[moved:]]
     assert on_victim == list(range(1, moved + 1)) and moved >= 3, (on_victim, on_new)
     assert on_new == list(range(on_new[0], on_new[0] + len(on_new))), f"contiguous after the move: {on_new}"
-    last_even = moved - moved % 2
-    assert on_new[0] - 1 in (last_even, last_even - 2) and on_new[0] > 1, (
+    checkpointed = on_new[0] - 1
+    assert checkpointed % 2 == 0 and checkpointed >= max(moved - moved % 2 - 2, 2), (
         f"resumed from the last checkpoint, not started over: {on_victim} {on_new}")
     assert all(r["node_ip"] != victim.ip for r in rows[moved:])
     assert rows[moved]["iterations_since_restore"] == 1, "the first epoch on the new node is its first since restore"
-    restored_from = rows[on_new[0] - 2]  # the epoch whose checkpoint the new node loaded
-    assert rows[moved]["train_time_s"] > restored_from["train_time_s"], "training time carried over"
+    seen = exp.epochs[exp.epochs["trial_id"] == trial_id].set_index("epoch")
+    assert rows[moved]["train_time_s"] > seen.loc[checkpointed, "train_time_s"], "training time carried over"
     assert rows[-1]["epoch"] in (12, 16)  # stopped at ASHA's rung or completed
     history = exp.epochs.sort_values("training_iteration").groupby("trial_id")["epoch"].apply(list)
     assert len(history) == 2, history
