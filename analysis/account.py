@@ -35,10 +35,15 @@ def compute_account(exp: Experiment) -> dict:
 
 def _scheduler_line(exp: Experiment) -> str:
     s = exp.spec.get("scheduler") or {}
+    rungs = ", ".join(str(r) for r in exp.rungs)
     if s.get("name") == "asha":
-        rungs = ", ".join(str(r) for r in exp.rungs)
+        brackets = s.get("brackets") or 1
         return (f"ASHA (max_t {s.get('max_t')}, grace period {s.get('grace_period')}, reduction factor "
-                f"{s.get('reduction_factor'):g}; rungs at epochs {rungs})")
+                f"{s.get('reduction_factor'):g}" + (f", {brackets} brackets" if brackets > 1 else "")
+                + (f", ranking by {s['metric']}" if s.get("metric") else "") + f"; rungs at epochs {rungs})")
+    if s.get("name") == "hyperband":
+        return (f"HyperBand (max_t {s.get('max_t')}, reduction factor {s.get('reduction_factor'):g}"
+                + (f", ranking by {s['metric']}" if s.get("metric") else "") + f"; its brackets halve at epochs {rungs})")
     return "none (every trial runs all its epochs)" if s else "unknown (no scenetune_spec.yaml)"
 
 

@@ -1,6 +1,6 @@
 """The classifier's part of the report: the seed report's Tables 1-3 and
 Figures 1-2, plus the sweep's own figures (accuracy against training time with
-the Pareto front, every trial's curve with ASHA's rungs, hyperparameter
+the Pareto front, every trial's curve with the scheduler's rungs, hyperparameter
 importance).
 
 Table 3 and the confusion matrix come from the final evaluation on the test
@@ -98,8 +98,8 @@ def classifier_sections(exp: Experiment, out_dir: str, by: str | None = None) ->
                "joins the trials no other trial beats on both."] = scatter
     every = figures.all_trial_curves(exp, best_id, os.path.join(fig_dir, "all_trials.png"))
     if every:
-        curves[f"Every trial's {exp.metric} by epoch; trials stopped early by ASHA are grey, the best is "
-               "orange" + (", dotted lines mark ASHA's rungs." if exp.rungs else ".")] = every
+        curves[f"Every trial's {exp.metric} by epoch; trials stopped early by the scheduler are grey, the best is "
+               "orange" + (", dotted lines mark the scheduler's rungs (the epochs where it may stop a trial)." if exp.rungs else ".")] = every
     sections.append(Section("Training curves", "", figures=curves))
 
     measured = param_importances(exp)

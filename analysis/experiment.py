@@ -72,8 +72,9 @@ class Experiment:
 
     @property
     def rungs(self) -> list[int]:
-        """ASHA's rungs (epochs at which it may stop a trial), ascending; [] without ASHA."""
-        return asha_rungs(self.spec.get("scheduler") or {})
+        """The scheduler's rungs (epochs at which ASHA or HyperBand may stop a
+        trial), ascending; [] without one."""
+        return scheduler_rungs(self.spec.get("scheduler") or {})
 
     @property
     def errored(self) -> pd.DataFrame:
@@ -84,18 +85,53 @@ class Experiment:
                                                                      "error"]]
 
 
-def asha_rungs(scheduler: dict) -> list[int]:
-    """The epochs at which Ray Tune's ``ASHAScheduler`` (one bracket) judges a
-    trial, for the spec's ``scheduler`` block. Ray's milestones are
-    ``grace_period * reduction_factor**k``, as many as
-    ``int(log(max_t / grace) / log(factor) + 1)`` (numpy's logs, as Ray takes
-    them); a trial is judged at the first epoch that reaches one, so a
-    fractional milestone (factor 1.5) is judged at the epoch above it."""
+def asha_rungs(scheduler: dict, bracket: int | None = None) -> list[int]:
+    """The epochs at which Ray Tune's ``ASHAScheduler`` judges a trial, for
+    the spec's ``scheduler`` block: of one ``bracket``, or of all of them
+    (None). Bracket s's milestones are ``grace_period * reduction_factor**(k
+    + s)``, as many as ``int(log(max_t / grace) / log(factor) - s + 1)``
+    (numpy's logs, as Ray takes them); a trial is judged at the first epoch
+    that reaches one, so a fractional milestone (factor 1.5) is judged at the
+    epoch above it."""
     if scheduler.get("name") != "asha" or not scheduler.get("max_t"):
         return []
     max_t, grace, factor = scheduler["max_t"], scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4)
-    count = int(np.log(max_t / grace) / np.log(factor) + 1)
-    return sorted({math.ceil(grace * factor ** k - 1e-9) for k in range(count)})
+    brackets = range(scheduler.get("brackets") or 1) if bracket is None else [bracket]
+    return sorted({math.ceil(grace * factor ** (k + s) - 1e-9) for s in brackets
+                   for k in range(int(np.log(max_t / grace) / np.log(factor) - s + 1))})
+
+
+def hyperband_brackets(scheduler: dict) -> list[tuple[int, int]]:
+    """``(trials, first milestone)`` of each bracket of one band of Ray Tune's
+    ``HyperBandScheduler``: bracket s holds ``ceil(s_max / (s + 1) *
+    factor**s)`` trials and first pauses them at ``int(max_t * factor**-s)``
+    (a bracket that would start at 0 is skipped, as Ray skips it)."""
+    if scheduler.get("name") != "hyperband" or not scheduler.get("max_t"):
+        return []
+    max_t, factor = scheduler["max_t"], scheduler.get("reduction_factor", 3)
+    s_max = int(np.round(np.log(max_t) / np.log(factor))) + 1
+    return [(int(np.ceil(s_max / (s + 1) * factor ** s)), int(max_t * factor ** (-s))) for s in range(s_max)
+            if int(max_t * factor ** (-s)) > 0]
+
+
+def hyperband_milestones(scheduler: dict) -> list[int]:
+    """The epochs at which Ray Tune's ``HyperBandScheduler`` pauses a trial
+    and halves its bracket: each bracket's first milestone, multiplied by the
+    factor (truncated) at each halving, up to ``max_t``."""
+    milestones = set()
+    max_t, factor = scheduler.get("max_t"), scheduler.get("reduction_factor", 3)
+    for halvings, (_, r) in enumerate(hyperband_brackets(scheduler)):
+        milestones.add(r)
+        for _ in range(halvings):
+            r = int(min(r * factor, max_t))
+            milestones.add(r)
+    return sorted(milestones)
+
+
+def scheduler_rungs(scheduler: dict) -> list[int]:
+    """The epochs at which the spec's scheduler may stop (or pause) a trial:
+    ASHA's rungs over all its brackets, or HyperBand's milestones."""
+    return asha_rungs(scheduler) or hyperband_milestones(scheduler)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -219,13 +255,13 @@ def _status(tune_status: str | None, has_error: bool, epochs: int, planned: int 
 def _planned_epochs(config: dict, scheduler: dict) -> int | None:
     """What a trial would run unstopped: its ``epochs``, capped by ASHA's ``max_t``."""
     planned = config.get("epochs")
-    if planned is not None and scheduler.get("name") == "asha" and scheduler.get("max_t"):
+    if planned is not None and scheduler.get("name") in ("asha", "hyperband") and scheduler.get("max_t"):
         planned = min(int(planned), int(scheduler["max_t"]))
     return planned
 
 
 def _stopped_at(status: str, epochs: int, rungs: list[int]) -> int | None:
-    """The rung a stopped trial reached last: ASHA decides at a rung's epoch."""
+    """The rung a stopped trial reached last: ASHA and HyperBand decide at a rung's epoch."""
     reached = [r for r in rungs if r <= epochs]
     return reached[-1] if status == "stopped" and reached else None
 
@@ -239,7 +275,7 @@ def load_experiment(uri: str) -> Experiment:
     spec_uri = storage.join(uri, SPEC_FILE)
     spec = (yaml.safe_load(storage.read_text(spec_uri)) if storage.exists(spec_uri) else {}) or {}
     scheduler = spec.get("scheduler") or {}
-    rungs = asha_rungs(scheduler)
+    rungs = scheduler_rungs(scheduler)
     states = _trial_states(uri, notes)
     by_dir = {state["dir"]: trial_id for trial_id, state in states.items() if state.get("dir")}
     trial_rows, epoch_rows, configs = [], [], {}

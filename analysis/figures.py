@@ -74,7 +74,7 @@ def accuracy_vs_time(exp: Experiment, path: str) -> str | None:
 
 
 def all_trial_curves(exp: Experiment, best_id: str | None, path: str) -> str | None:
-    """Every trial's validation metric by epoch; ASHA's rungs marked, stopped trials dimmed."""
+    """Every trial's validation metric by epoch; the scheduler's rungs marked, stopped trials dimmed."""
     if exp.epochs.empty or exp.metric not in exp.epochs:
         return None
     status = exp.trials.set_index("trial_id")["status"].to_dict()
@@ -98,7 +98,7 @@ def all_trial_curves(exp: Experiment, best_id: str | None, path: str) -> str | N
                 label=f"best ({best_id})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(_label(exp.metric))
-    ax.set_title(f"{exp.metric} by epoch, every trial" + (" (dotted: ASHA rungs)" if exp.rungs else ""))
+    ax.set_title(f"{exp.metric} by epoch, every trial" + (f" (dotted: {_scheduler_name(exp)} rungs)" if exp.rungs else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     return style.save(fig, path)
@@ -146,3 +146,7 @@ def image_grid(images: list[tuple[str, str]], title: str, path: str, columns: in
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     return style.save(fig, path)
+
+
+def _scheduler_name(exp) -> str:
+    return {"asha": "ASHA", "hyperband": "HyperBand"}.get((exp.spec.get("scheduler") or {}).get("name"), "scheduler")

@@ -116,6 +116,25 @@ def recycle_grown_workers(growth_mb: float) -> bool:
                  "warm trial processes are never retired, whatever their memory")
 
 
+def save_every_trial_status() -> bool:
+    """Make the experiment state Ray Tune saves hold every trial's status as
+    it is now. Ray 2.60 re-serialises only the trials it marked as changed;
+    a trial HyperBand paused and later resumed (or stopped) is not marked
+    again, so the final state says PAUSED for a trial that finished, and the
+    reader would call it pending. Marking every trial costs little: an
+    unchanged trial's JSON is cached."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    def every_trial(original):
+        def _get_trial_checkpoints(self):
+            self._trials_to_cache.update(self._trials)
+            return original(self)
+        return _get_trial_checkpoints
+
+    return _wrap(TuneController, "_get_trial_checkpoints", every_trial,
+                 "a trial HyperBand paused may be saved as paused after it finished")
+
+
 def set_restored_callbacks(tuner, callbacks: list) -> None:
     """Give a restored ``Tuner`` these callbacks. ``Tuner.restore`` takes none
     and brings back the pickled ones of the first run (with that run's

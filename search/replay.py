@@ -37,13 +37,12 @@ import numpy as np
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
-                                 TrialScheduler)
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import load_experiment
-from search.tuner import make_sampler, tune_ranking
+from search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
 from spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 SEARCHERS = ("random", "tpe")
@@ -176,7 +175,10 @@ def replay_trainable(config: dict, recording: Recording, checkpoint: bool = Fals
 
 def noting_stops(scheduler, max_t: int):
     """The same scheduler, also noting (in ``.stopped_early``) each recorded
-    trial it stops before ``max_t``: what a real run's early stops are."""
+    trial it stops before ``max_t`` on that trial's own result: what a real
+    run's early stops are (a recorded curve that ASHA cut short is stopped
+    again where it ends). HyperBand also stops paused trials of a bracket it
+    halves, on another trial's result: :meth:`ComputeLedger.cut_short` sees those."""
     base = type(scheduler)
 
     class Noting(base):
@@ -198,10 +200,16 @@ class ComputeLedger(tune.Callback):
         self.metric, self.mode = metric, mode
         self.compute, self.best = 0.0, None
         self.replayed: dict[str, str] = {}  # replayed trial -> recorded trial that answered it
+        self.epochs: dict[str, int] = {}  # replayed trial -> the last epoch it reported
         self.improvements: list[tuple[float, float]] = []  # (compute so far, new best) at each new best
+
+    def cut_short(self, curves: dict) -> set[str]:
+        """The recorded trials whose replay ended before their recorded curve did."""
+        return {recorded for replayed, recorded in self.replayed.items() if self.epochs[replayed] < len(curves[recorded])}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.replayed[trial.trial_id] = result["recorded_trial"]
+        self.epochs[trial.trial_id] = max(self.epochs.get(trial.trial_id, 0), result["epoch"])
         self.compute += result["epoch_time_s"]
         value = result[self.metric]
         if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
@@ -222,82 +230,70 @@ def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_sam
     return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent), to_tune(rec.params.values())
 
 
-def _scheduler(name: str, rec: Recording):
-    """The scheduler, ranking by ``rec.rank_by`` when set (else by what TuneConfig says)."""
-    s = rec.scheduler
-    grace, factor = int(s.get("grace_period") or 1), float(s.get("reduction_factor") or 3)
-    ranking = dict(zip(("metric", "mode"), rec.rank_by)) if rec.rank_by else {}
-    if name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=rec.max_t, grace_period=grace,
-                             reduction_factor=factor, **ranking)
-    if name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=rec.max_t, reduction_factor=factor,
-                                  **ranking)
-    if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3,
-                                  **ranking)
-    return FIFOScheduler()
+def _scheduler(name: str, rec: Recording, seed: int, settings: dict | None = None):
+    """The scheduler a sweep with the recorded spec's settings (updated by
+    ``settings``) would build, ranking by ``rec.rank_by`` when set."""
+    chosen = {**rec.scheduler, **(settings or {}), "name": name, "max_t": rec.max_t}
+    chosen.update(zip(("metric", "mode"), rec.rank_by or (None, None)))
+    return make_scheduler(chosen, seed)
 
 
 def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_samples: int,
                 max_concurrent: int = 1, tolerance: float = 0.01, storage: str | None = None,
-                repeat_recorded: bool = False) -> dict:
+                repeat_recorded: bool = False, settings: dict | None = None) -> dict:
     """One replayed sweep; returns its best value and compute figures.
     ``repeat_recorded``: answer every sampled configuration with its nearest
-    recorded trial, even one already replayed in this sweep."""
+    recorded trial, even one already replayed in this sweep. ``settings``:
+    scheduler settings over the recorded spec's (e.g. ``{"brackets": 3}``).
+    HyperBand pauses a bracket's trials until all of them reach its milestone,
+    so its replays let the searcher hand out trials without a limit (Ray runs
+    as many at once as the CPUs hold; paused trials hold none)."""
     if not repeat_recorded and num_samples > len(rec.curves):
         raise ReplayError(f"--num-samples: {num_samples} trials, but only {len(rec.curves)} were recorded, and each "
                           "answers one replayed trial (--repeat-recorded lets them answer again)")
     claims = None if repeat_recorded else RecordedTrials.remote(rec)
     target = rec.best - tolerance if rec.mode == "max" else rec.best + tolerance
     ledger = ComputeLedger(rec.metric, rec.mode)
+    if scheduler == "hyperband":
+        max_concurrent = 0
     search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
-    chosen = noting_stops(_scheduler(scheduler, rec), rec.max_t)
+    chosen = noting_stops(_scheduler(scheduler, rec, seed, settings), rec.max_t)
     metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
     tuner = tune.Tuner(
         tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband", claims=claims),
         param_space=space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
                                     scheduler=chosen, num_samples=num_samples,
-                                    max_concurrent_trials=max_concurrent if searcher == "tpe" else None,
+                                    max_concurrent_trials=(max_concurrent or None) if searcher == "tpe" else None,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"replay-{searcher}-{scheduler}-{seed}", storage_path=storage,
                                   callbacks=[ledger], verbose=0))
     # Quiet: Ray's new console output prints a box per sweep even at verbose=0;
     # its classic reporter honours verbose=0. Anything left goes to stderr.
-    quiet = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
+    quiet = {"RAY_AIR_NEW_OUTPUT": "0", **pending_trials({"name": scheduler, **rec.scheduler, "max_t": rec.max_t},
+                                                         num_samples)}
     try:
-        with contextlib.redirect_stdout(sys.stderr), _environ(quiet):
+        with contextlib.redirect_stdout(sys.stderr), environ(quiet):
             tuner.fit()
     finally:
         if claims is not None:
             ray.kill(claims)
+    stopped = sorted(set(chosen.stopped_early) | ledger.cut_short(rec.curves))
     return {"searcher": searcher, "scheduler": scheduler, "seed": seed, "best": ledger.best,
             "compute_s": ledger.compute,
             "compute_to_target_s": compute_to_reach(ledger.improvements, target, rec.mode),
             "improvements": ledger.improvements,
-            "stopped_early": len(chosen.stopped_early), "stopped_trials": sorted(chosen.stopped_early),
+            "stopped_early": len(stopped), "stopped_trials": stopped,
             "replayed_trials": sorted(ledger.replayed.values())}
-
-
-@contextlib.contextmanager
-def _environ(values: dict):
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), repeats: int = 10,
            num_samples: int | None = None, max_concurrent: int = 1, tolerance: float = 0.01,
            seed: int = 0, progress=None, rank_by: tuple[str, str] | None = None,
-           repeat_recorded: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+           repeat_recorded: bool = False, settings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every searcher x scheduler, ``repeats`` times; ``(runs, summary)`` tables.
     ``rank_by``: (metric, mode) the schedulers rank trials by (default: the
-    recording's). ``repeat_recorded``: see :func:`replay_once`."""
+    recording's). ``repeat_recorded``, ``settings``: see :func:`replay_once`."""
     for name in searchers:
         if name not in SEARCHERS:
             raise ReplayError(f"--searcher: unknown {name!r}; known: {', '.join(SEARCHERS)}")
@@ -315,7 +311,7 @@ def replay(uri: str, searchers=("random", "tpe"), schedulers=("none", "asha"), r
             for scheduler in schedulers:
                 for r in range(repeats):
                     runs.append(replay_once(rec, searcher, scheduler, seed + r, num_samples, max_concurrent,
-                                            tolerance, storage, repeat_recorded))
+                                            tolerance, storage, repeat_recorded, settings))
                     if progress:
                         progress(len(runs), len(searchers) * len(schedulers) * repeats)
     finally:

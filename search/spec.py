@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, StrictInt, field_validator, model_validator
 
 from analysis import storage
-from analysis.experiment import asha_rungs
+from analysis.experiment import asha_rungs, hyperband_brackets, scheduler_rungs
 from spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
 from trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
 
@@ -63,12 +63,24 @@ class SearchSpec(Strict):
         [], description="configurations tried first (keys declared in space; the rest sampled)")
 
 
+# What the scheduler ranks trials by at its rungs when the spec does not say:
+# a classifier's validation accuracy ties at chance in its first epochs (most
+# trials of a sweep sit within the noise of one another there), its loss
+# already tells them apart (benchmarks/early_stopping.py measures the choice).
+RANK_AT_RUNGS = {("classifier", "val_accuracy"): ("val_loss", "min")}
+
+
 class SchedulerSpec(Strict):
-    name: Literal["asha", "none"] = "asha"
+    name: Literal["asha", "hyperband", "none"] = Field(
+        "asha", description="asha: asynchronous successive halving; hyperband: Ray's synchronous HyperBand "
+                            "(KerasTuner's algorithm: brackets that pause trials at each milestone); none")
     max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
-    grace_period: int = Field(1, ge=1)
+    grace_period: int = Field(1, ge=1, description="ASHA: the first rung, in epochs")
     reduction_factor: float = Field(3, gt=1)
-    metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: the sweep's)")
+    brackets: int = Field(1, ge=1, description="ASHA: bracket s first judges a trial at grace_period * "
+                                               "reduction_factor**s (Ray draws each trial's bracket)")
+    metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: val_loss for a "
+                                                 "classifier sweep of val_accuracy, else the sweep's metric)")
     mode: Literal["max", "min"] | None = None
 
 
@@ -145,7 +157,7 @@ class SweepSpec(Strict):
         every, epochs = self.checkpoint.frequency, self.max_epochs()
         if isinstance(every, int):
             return list(range(every, epochs, every))
-        chosen = set(asha_rungs(self.scheduler.model_dump())) | {self.scheduler.max_t or 0}
+        chosen = set(scheduler_rungs(self.scheduler.model_dump())) | {self.scheduler.max_t or 0}
         if every == "auto":  # a crash loses at most a quarter of a trial's epochs
             chosen |= set(range(math.ceil(epochs / 4), epochs, math.ceil(epochs / 4)))
         return sorted(e for e in chosen if 0 < e < epochs)
@@ -241,6 +253,8 @@ def _check_space(spec: SweepSpec) -> None:
             raise SpecError(f"space.{key}: grid declarations need search.algorithm grid or random")
         if spec.search.algorithm == "grid" and not param.is_categorical:
             raise SpecError(f"space.{key}: search.algorithm grid takes only choice or grid declarations")
+        if key == "pooling" and "backbone" in params:
+            continue  # which pooling applies depends on the backbone: _check_combinations
         for value in param.args[:2] if not param.is_categorical else param.args:
             candidate = copy.deepcopy(spec.fixed)
             set_path(candidate, key, value)
@@ -270,7 +284,16 @@ def _check_points(spec: SweepSpec, params: dict[str, Param], model) -> None:
 
 
 def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> None:
-    """Joint limits no single value shows: each backbone at the smallest image size."""
+    """Joint limits no single value shows: each backbone at the smallest image
+    size, and with each searched pooling (flatten is basic_cnn's only)."""
+    if "backbone" in params and "pooling" in params:
+        for backbone in params["backbone"].args:
+            for pooling in params["pooling"].args:
+                try:
+                    model.model_validate(deep_merge(spec.fixed, {"backbone": backbone, "pooling": pooling}))
+                except ValidationError as e:
+                    raise SpecError(f"space.pooling: {_describe(e).split(': ', 1)[-1]} (space.backbone can "
+                                    f"pick {backbone}: search pooling in a separate sweep per backbone kind)") from None
     if "backbone" not in params or "image_size" not in params:
         return
     size = params["image_size"]
@@ -295,7 +318,7 @@ def _resize_at_rungs(spec: SweepSpec) -> None:
         raise SpecError("fixed.progressive_resize: without ASHA, set fixed.resize_epochs (the epoch each size starts)")
     if sched.max_t is None:
         sched.max_t = spec.max_epochs()
-    rungs = asha_rungs(sched.model_dump())
+    rungs = asha_rungs(sched.model_dump(), bracket=0)
     if len(rungs) < len(sizes) - 1:
         raise SpecError(f"fixed.progressive_resize: {len(sizes)} sizes need {len(sizes) - 1} ASHA rungs before "
                         f"max_t; the scheduler has {len(rungs)} ({rungs})")
@@ -314,10 +337,17 @@ def _check_scheduler(spec: SweepSpec) -> None:
     _resize_at_rungs(spec)
     if sched.name == "none":
         if sched.metric or sched.mode:
-            raise SpecError("scheduler.metric: only ASHA ranks trials at rungs; scheduler.name is none")
+            raise SpecError("scheduler.metric: only ASHA and HyperBand rank trials at rungs; scheduler.name is none")
         return
+    if sched.name == "hyperband":
+        for key in ("grace_period", "brackets"):  # the defaults pass: a stored resolved spec holds them
+            if getattr(sched, key) != SchedulerSpec.model_fields[key].default:
+                raise SpecError(f"scheduler.{key}: applies to ASHA only; HyperBand's brackets start at "
+                                "max_t / reduction_factor**s")
     if (sched.metric is None) != (sched.mode is None):
         raise SpecError("scheduler.metric and scheduler.mode: give both (e.g. val_loss, min) or neither")
+    if sched.metric is None:
+        sched.metric, sched.mode = RANK_AT_RUNGS.get((spec.trainable, spec.metric), (None, None))
     known = METRICS[spec.trainable] + TUNE_METRICS
     if sched.metric is not None and sched.metric not in known:
         raise SpecError(f"scheduler.metric: {sched.metric!r} is not reported by {spec.trainable}; "
@@ -327,3 +357,9 @@ def _check_scheduler(spec: SweepSpec) -> None:
         sched.max_t = epochs
     if sched.grace_period > sched.max_t:
         raise SpecError(f"scheduler.grace_period: {sched.grace_period} exceeds scheduler.max_t ({sched.max_t})")
+    band = sum(trials for trials, _ in hyperband_brackets(sched.model_dump()))
+    if band and spec.search.max_concurrent is not None and spec.search.max_concurrent < band:
+        raise SpecError(f"search.max_concurrent: HyperBand (max_t {sched.max_t}, factor {sched.reduction_factor:g}) "
+                        f"keeps a band of {band} trials live at once, paused ones included; "
+                        f"{spec.search.max_concurrent} would starve its brackets (raise it to {band} or leave it "
+                        "unset: Ray runs as many as the resources hold)")

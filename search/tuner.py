@@ -7,21 +7,25 @@ imported inside each trial process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
 import yaml
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis import storage
+from analysis.experiment import hyperband_brackets
 from search.clock import SweepClock
-from search.ray_compat import recycle_grown_workers, set_restored_callbacks, tolerate_killed_trial_workers
+from search.ray_compat import (recycle_grown_workers, save_every_trial_status, set_restored_callbacks,
+                               tolerate_killed_trial_workers)
 from search.spec import SpecError, SweepSpec, parse_spec
 from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from trainables import get_trainable
@@ -110,14 +114,71 @@ def searcher_and_space(spec: SweepSpec):
     return generator, to_tune(params)
 
 
+class ASHA(ASHAScheduler):
+    """Ray's ASHA, drawing each trial's bracket from its own generator seeded
+    by the sweep (Ray draws from numpy's global one), so a sweep with several
+    brackets puts the same trials in the same brackets for the same seed."""
+
+    def __init__(self, seed: int = 0, **settings):
+        super().__init__(**settings)
+        self._bracket_draws = np.random.default_rng(seed)
+
+    def on_trial_add(self, tune_controller, trial):
+        saved = np.random.get_state()
+        np.random.seed(int(self._bracket_draws.integers(2 ** 32)))
+        try:
+            super().on_trial_add(tune_controller, trial)
+        finally:
+            np.random.set_state(saved)
+
+
+def make_scheduler(settings: dict, seed: int = 0):
+    """The trial scheduler for a spec's ``scheduler`` block (with ``max_t``
+    resolved): a sweep's and a replay's alike. ``metric``/``mode`` set: it
+    ranks by its own metric (val_loss breaks the ties that val_accuracy has at
+    chance in the first epochs); the searcher keeps the sweep's."""
+    name = settings.get("name", "asha")
+    ranking = {"metric": settings.get("metric"), "mode": settings.get("mode")}
+    factor = float(settings.get("reduction_factor") or 3)
+    if name == "asha":
+        return ASHA(seed=seed, time_attr="training_iteration", max_t=settings["max_t"],
+                    grace_period=int(settings.get("grace_period") or 1), reduction_factor=factor,
+                    brackets=int(settings.get("brackets") or 1), **ranking)
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=settings["max_t"], reduction_factor=factor,
+                                  **ranking)
+    if name == "median":  # replay only
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=int(settings.get("grace_period") or 1),
+                                  min_samples_required=3, **ranking)
+    return FIFOScheduler()
+
+
+def pending_trials(settings: dict, num_samples: int) -> dict[str, str]:
+    """Environment for a sweep under ``settings`` (a scheduler block). Ray's
+    HyperBand fills each bracket with the trials added before any of them
+    ends; for a searcher that learns (Optuna) Ray adds one trial at a time,
+    which leaves every trial in the first bracket, where none is stopped. A
+    band's worth of trials pending at once fills its brackets (the searcher
+    samples them before their band's results, as HyperBand does); the next
+    band learns from them."""
+    band = sum(trials for trials, _ in hyperband_brackets(settings))
+    return {"TUNE_MAX_PENDING_TRIALS_PG": str(min(band, num_samples))} if band else {}
+
+
+@contextlib.contextmanager
+def environ(values: dict):
+    """``os.environ`` with ``values`` set, as it was afterwards."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def scheduler(spec: SweepSpec):
-    s = spec.scheduler
-    if s.name == "none":
-        return FIFOScheduler()
-    # scheduler.metric: ASHA ranks by its own metric (val_loss breaks the ties
-    # that val_accuracy has at chance in the first epochs); the searcher keeps the sweep's.
-    return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor, metric=s.metric, mode=s.mode)
+    return make_scheduler(spec.scheduler.model_dump(), spec.search.seed)
 
 
 def tune_ranking(chosen, metric, mode) -> tuple:
@@ -245,8 +306,9 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
         tuner = build_tuner(prepared, clock)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)
+    save_every_trial_status()
     try:
-        with clock.phase("trials_s"):
+        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples)):
             tuner.fit()
     finally:
         clock.save(spec.experiment_uri)

@@ -92,7 +92,9 @@ class ClassifierConfig(Strict):
     weights: str = Field("imagenet", description="imagenet, none, or a path to a weights file")
     trainable_layers: int = Field(0, ge=0, description="last k backbone layers unfrozen; 0 = frozen")
     image_size: int = Field(224, ge=8, le=1024)
-    pooling: Literal["avg", "max"] = "avg"
+    pooling: Literal["avg", "max", "flatten"] = Field(
+        "avg", description="avg or max: global pooling; flatten: every feature of the last map into the dense "
+                           "layers (basic_cnn at a fixed image size, as small CNNs are usually written)")
     dropout: float = Field(0.0, ge=0, lt=1)
     dense_units: int = Field(256, ge=0, description="hidden dense layer width; 0 = none")
     dense_activation: Literal["relu", "sigmoid", "tanh", "gelu", "swish", "elu"] = "relu"
@@ -154,6 +156,17 @@ class ClassifierConfig(Strict):
         starts, sizes = self.resize_epochs, self.progressive_resize
         ends = [*starts[1:], self.epochs]
         return [(a, min(b, self.epochs), s) for a, b, s in zip(starts, ends, sizes) if a < self.epochs]
+
+    @model_validator(mode="after")
+    def _flatten_fits(self):
+        if self.pooling != "flatten":
+            return self
+        if BACKBONES[self.backbone].pretrained:
+            raise ValueError(f"pooling flatten applies to basic_cnn only: {self.backbone}'s last feature map is "
+                             "too wide to flatten into a dense layer; use avg or max")
+        if self.progressive_resize:
+            raise ValueError("pooling flatten needs one image size; progressive_resize changes it (use avg or max)")
+        return self
 
     @model_validator(mode="after")
     def _size_fits_backbone(self):

@@ -1,7 +1,7 @@
 """The classifier: backbone (from the registry) + the report's head.
 
 ``inputs (0-255) -> [RandomAffine, training only] -> Rescaling -> backbone (BatchNorm in inference mode) ->
-global pooling -> dropout -> dense(units, activation) -> softmax``.
+global pooling (or flatten) -> dropout -> dense(units, activation) -> softmax``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
     # moving statistics even in unfrozen layers, which a small dataset would
     # wreck. A backbone trained from scratch needs BatchNorm to learn them.
     x = base(x, training=False) if cfg.effective_weights != "none" else base(x)
-    pool = keras.layers.GlobalAveragePooling2D if cfg.pooling == "avg" else keras.layers.GlobalMaxPooling2D
-    x = pool(name=f"{cfg.pooling}_pool")(x)
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+            "flatten": keras.layers.Flatten}[cfg.pooling]
+    x = pool(name="flatten" if cfg.pooling == "flatten" else f"{cfg.pooling}_pool")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     if cfg.dense_units:

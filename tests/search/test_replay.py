@@ -107,13 +107,27 @@ def test_each_recorded_trial_answers_one_replayed_trial_unless_asked_to_repeat(c
 
 
 def test_asha_in_replay_stops_what_asha_stopped_in_the_real_run(ray_local, tmp_path, synth_root):
-    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2}
+    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "metric": "val_accuracy", "mode": "max"}
     uri = record(tmp_path, synth_root, "real-asha", asha, 8, seed=5)
     exp = load_experiment(uri)
     really_stopped = set(exp.trials.loc[exp.trials["status"] == "stopped", "trial_id"])
     assert really_stopped, "the real run must have stopped some trials for this test to mean anything"
     outcome = replay_once(load_recording(uri), "random", "asha", seed=5, num_samples=8, storage=str(tmp_path))
     assert set(outcome["stopped_trials"]) == really_stopped
+
+
+@pytest.mark.parametrize("searcher", ["random", "tpe"])
+def test_hyperband_in_replay_fills_its_brackets_and_stops_paused_trials(complete, tmp_path, searcher):
+    """max_t 6, factor 3: a band is a bracket of 3 trials run whole and one of
+    5 paused at epoch 2 and cut to 2, whatever the searcher (Ray adds Optuna's
+    trials one at a time unless told to keep a band pending: then every trial
+    lands in the first bracket and none is stopped)."""
+    rec = load_recording(complete)
+    outcome = replay_once(rec, searcher, "hyperband", seed=2, num_samples=8, storage=str(tmp_path))
+    assert outcome["stopped_early"] == 3, outcome["stopped_trials"]
+    assert len(outcome["replayed_trials"]) == 8
+    whole = sum(sum(s for _, s in rec.curves[t]) for t in outcome["replayed_trials"])
+    assert outcome["compute_s"] < whole
 
 
 def test_asha_ranking_by_val_loss_breaks_the_ties_at_chance_and_replays_the_same(ray_local, tmp_path, synth_root):

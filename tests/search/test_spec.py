@@ -37,7 +37,18 @@ BAD_SPECS = [
     ({"scheduler": {"name": "asha", "metric": "val_loss"}}, "scheduler.metric and scheduler.mode: give both"),
     ({"scheduler": {"name": "asha", "metric": "val_los", "mode": "min"}},
      "scheduler.metric: 'val_los' is not reported by classifier"),
-    ({"scheduler": {"name": "none", "metric": "val_loss", "mode": "min"}}, "scheduler.metric: only ASHA ranks"),
+    ({"scheduler": {"name": "none", "metric": "val_loss", "mode": "min"}}, "scheduler.metric: only ASHA and HyperBand rank"),
+    ({"scheduler": {"name": "hyperband", "grace_period": 2}}, "scheduler.grace_period: applies to ASHA only"),
+    ({"scheduler": {"name": "hyperband", "brackets": 3}}, "scheduler.brackets: applies to ASHA only"),
+    ({"scheduler": {"name": "hyperband", "reduction_factor": 2}, "search": {"max_concurrent": 2},
+      "fixed": {"epochs": 4}}, "search.max_concurrent: HyperBand (max_t 4, factor 2) keeps a band of 10 trials"),
+    ({"scheduler": {"name": "asha", "brackets": 0}}, "scheduler.brackets: Input should be greater than or equal to 1"),
+    ({"scheduler": {"name": "median"}}, "scheduler.name: Input should be 'asha', 'hyperband' or 'none'"),
+    ({"fixed": {"backbone": "mobilenet_v2", "pooling": "flatten"}},
+     "fixed: pooling flatten applies to basic_cnn only: mobilenet_v2's last feature map is too wide"),
+    ({"space": {"backbone": {"choice": ["basic_cnn", "resnet50_v2"]}, "pooling": {"choice": ["avg", "flatten"]}},
+      "fixed": {"backbone": None}},
+     "space.pooling: pooling flatten applies to basic_cnn only: resnet50_v2's last feature map is too wide"),
     ({"checkpoint": {"frequency": 0}}, "checkpoint.frequency: every N epochs needs N >= 1"),
     ({"checkpoint": {"frequency": "often"}}, "checkpoint.frequency"),
     ({"checkpoint": {"frequency": True}}, "checkpoint.frequency"),
@@ -108,10 +119,14 @@ def test_good_spec_resolves_defaults(make_spec, synth_root):
     ({"name": "none"}, "auto", 20, [5, 10, 15]),  # every quarter: a retry loses at most 5 epochs
     ({"name": "asha", "grace_period": 1, "reduction_factor": 3}, "auto", 9, [1, 3, 6]),
     ({"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": 6}, "auto", 6, [1, 2, 4]),
+    ({"name": "asha", "grace_period": 1, "reduction_factor": 3, "brackets": 2}, "rungs", 9, [1, 3]),
+    ({"name": "asha", "grace_period": 2, "reduction_factor": 2, "brackets": 2}, "rungs", 16, [2, 4, 8]),
+    ({"name": "hyperband", "reduction_factor": 3}, "rungs", 9, [1, 3]),  # HyperBand pauses there: resumes need them
+    ({"name": "hyperband", "reduction_factor": 3}, "rungs", 20, [2, 6, 18]),
 ])
 def test_trials_checkpoint_at_the_rungs_or_every_n_epochs(make_spec, scheduler, frequency, epochs, expected):
     spec = load_spec(make_spec({"scheduler": scheduler, "checkpoint": {"frequency": frequency},
-                                "fixed": {"epochs": epochs}}))
+                                "fixed": {"epochs": epochs}, "search": {"max_concurrent": None}}))
     assert spec.checkpoint_epochs() == expected
     assert spec.resources.reuse_processes, "warm trial processes by default"
     assert load_spec(make_spec({"scheduler": scheduler})).checkpoint.frequency == "auto"

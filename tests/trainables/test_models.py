@@ -70,3 +70,35 @@ def test_steps_per_execution_runs_several_steps_per_call_and_every_batch_still_t
     model.fit(x, np.arange(40) % 3, batch_size=4, epochs=1, verbose=0, callbacks=[Count()])
     assert int(model.optimizer.iterations.numpy()) == 10  # every one of the 10 batches took a step
     assert len(calls) == 3  # in 3 calls: 4 + 4 + 2 steps
+
+
+def test_pooling_flatten_builds_trains_saves_and_reloads_the_basic_cnn(tmp_path):
+    import numpy as np
+
+    cfg = small_config("basic_cnn", pooling="flatten", cnn_blocks=2, cnn_filters=4)
+    model = build_classifier(cfg, num_classes=3)
+    flat = model.get_layer("flatten")
+    side = cfg.image_size // 2 ** cfg.cnn_blocks  # each block halves the map
+    assert flat.output.shape[1] == side * side * backbone_of(model).output.shape[-1]
+    assert model.get_layer("hidden").kernel.shape == (flat.output.shape[1], 8)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (12, cfg.image_size, cfg.image_size, 3)).astype("float32")
+    labels = rng.integers(0, 3, 12)
+    before = model.get_layer("hidden").kernel.numpy().copy()
+    model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+    assert not np.allclose(before, model.get_layer("hidden").kernel.numpy())
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_pooling_flatten_is_refused_for_pretrained_backbones_with_the_reason(name):
+    with pytest.raises(ValueError, match=f"pooling flatten applies to basic_cnn only: {name}'s last feature map"):
+        small_config(name, pooling="flatten")
+
+
+def test_pooling_flatten_is_refused_with_progressive_resizing():
+    with pytest.raises(ValueError, match="pooling flatten needs one image size"):
+        ClassifierConfig(backbone="basic_cnn", pooling="flatten", progressive_resize=[16, 32], resize_epochs=[0, 1])
