@@ -40,7 +40,9 @@ import importlib.util
 import json
 import math
 import os
+import pickle
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +55,7 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-METHODS = ["scenetune", "scenetune-cold", "kerastuner-hyperband", "optuna-hyperband"]
+METHODS = ["scenetune", "scenetune-before", "scenetune-cold", "kerastuner-hyperband", "optuna-hyperband"]
 PEERS = ["kerastuner-hyperband", "optuna-hyperband"]
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "cnn_filters": {"choice": [16, 32]},
          "cnn_blocks": {"choice": [2, 3]}, "dense_units": {"choice": [32, 64]},
@@ -61,6 +63,7 @@ SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "cnn_filters": {"cho
 FIXED = {"backbone": "basic_cnn", "batch_size": 32, "weights": "none", "pooling": "avg", "image_size": 32}
 FACTOR = 3
 FIGURES = ["wall_s", "best_val_acc", "time_to_target_s", "epochs", "trials", "fit_s", "overhead_s_per_trial"]
+ARGS = None  # the parsed flags (a --fresh run passes them on to its children)
 FULL = {"seeds": 5, "trials": 24, "epochs": 9, "classes": 10, "per_class": 60}
 QUICK = dict(FULL, seeds=2, trials=8, epochs=3)
 
@@ -144,6 +147,8 @@ def run_scenetune(method: str, seed: int, bench: Bench) -> Run:
     if method == "scenetune-cold":
         spec["resources"]["reuse_processes"] = False
         spec["checkpoint"]["frequency"] = 1
+    if method in ("scenetune-cold", "scenetune-before"):  # ASHA's defaults before issue 18: one bracket, by accuracy
+        spec["scheduler"].update(metric="val_accuracy", mode="max", brackets=1)
     started = time.perf_counter()
     uri = run_sweep(parse_spec(spec))
     return Run(time.perf_counter() - started, *scenetune_times(uri))
@@ -280,7 +285,7 @@ def run_optuna(method: str, seed: int, bench: Bench) -> Run:
     return recorder.run()
 
 
-RUNNERS = {"scenetune": run_scenetune, "scenetune-cold": run_scenetune,
+RUNNERS = {"scenetune": run_scenetune, "scenetune-before": run_scenetune, "scenetune-cold": run_scenetune,
            "kerastuner-hyperband": run_kerastuner, "optuna-hyperband": run_optuna}
 
 
@@ -295,12 +300,19 @@ def figures(run: Run, target: float, tolerance: float) -> dict:
             "trials": len(run.trials), "fit_s": fit.sum(), "overhead_s_per_trial": overhead}
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the median over seeds of each figure, and the seeds that reached the target."""
+def summarize(rows: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
+    """Per method, the median over seeds of each figure, and the seeds that
+    reached the target; the spread of the best (10th percentile, worst) and
+    the share of seeds whose best came within ``tolerance`` of the best any
+    run of any method found (the best configuration known for the task)."""
     by = rows.groupby("method", sort=False)
     table = by[FIGURES].median()
     table["time_to_target_s"] = by["time_to_target_s"].apply(lambda s: s.fillna(math.inf).median())
     table["reached"] = by["time_to_target_s"].apply(lambda s: f"{s.notna().sum()}/{len(s)}")
+    table["best_p10"] = by["best_val_acc"].quantile(0.1)
+    table["best_worst"] = by["best_val_acc"].min()
+    known = rows["best_val_acc"].max()
+    table["near_known_best"] = by["best_val_acc"].apply(lambda b: f"{int((b >= known - tolerance - 1e-9).sum())}/{len(b)}")
     return table.reset_index()
 
 
@@ -323,6 +335,11 @@ def parse_args() -> argparse.Namespace:
                         help="time to target: to within this of the seed's best val_accuracy (default 0.01)")
     parser.add_argument("--csv", help="write the per-seed rows to this CSV file")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 8 trials, 3 epochs (a smoke run)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run each method on each seed in its own Python process (a user's fresh start: "
+                             "TensorFlow's per-model leak does not build up across methods and seeds)")
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "SEED", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
         setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
@@ -343,12 +360,44 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def one_run(method: str, seed: int, bench: Bench) -> Run:
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's and the tools' chatter; stdout: the table
+        return RUNNERS[method](method, seed, bench)
+
+
+def fresh_run(method: str, seed: int, root: str, workdir: str) -> Run:
+    """``method`` on ``seed`` in a new Python process running this script."""
+    out = os.path.join(workdir, f"run-{method}-{seed}.pkl")
+    flags = [f"--{k.replace('_', '-')}={getattr(ARGS, k)}" for k in ("trials", "epochs", "classes", "per_class")]
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--child", method, str(seed), out, "--data", root,
+                    "--workdir", workdir, *flags], check=True, stdout=sys.stderr)
+    with open(out, "rb") as f:
+        return pickle.load(f)
+
+
+def warm_up(bench: Bench, ray_too: bool) -> None:
+    """TensorFlow's one-time start-up (and Ray's), before any clock."""
+    model, train = trial_setup(bench, {}, 0)
+    model.fit(train, epochs=1, verbose=0, shuffle=False)
+    if ray_too:
+        from search.tuner import connect
+
+        connect(None)
+
+
 def main() -> int:
-    args = parse_args()
+    global ARGS
+    args = ARGS = parse_args()
+    if args.child:
+        method, seed, out = args.child
+        bench = load_bench(args, os.path.abspath(args.data), args.workdir)
+        warm_up(bench, method.startswith("scenetune"))
+        with open(out, "wb") as f:
+            pickle.dump(one_run(method, int(seed), bench), f)
+        return 0
     workdir = tempfile.mkdtemp(prefix="scenetune-peers-")
     try:
         import ray
-        from search.tuner import connect
         from trainables.synth import write_synthetic
 
         root = os.path.abspath(args.data or os.path.join(workdir, "synth"))
@@ -356,29 +405,30 @@ def main() -> int:
             print(f"writing {args.classes} x {args.per_class} synthetic scenes to {root}", file=sys.stderr, flush=True)
             write_synthetic(root, args.classes, args.per_class, size=64, seed=0)
         bench = load_bench(args, root, workdir)
-        model, train = trial_setup(bench, {}, 0)  # TensorFlow's one-time start-up, before any clock
-        model.fit(train, epochs=1, verbose=0, shuffle=False)
-        connect(None)  # Ray starts once, before any clock
+        if not args.fresh:
+            warm_up(bench, ray_too=True)
         rows = []
         for n, seed in enumerate(range(args.seeds), 1):
             runs = {}
             for method in args.methods:
-                with contextlib.redirect_stdout(sys.stderr):  # Ray's and the tools' chatter; stdout: the table
-                    runs[method] = RUNNERS[method](method, seed, bench)
+                runs[method] = fresh_run(method, seed, root, workdir) if args.fresh else one_run(method, seed, bench)
                 print(f"seed {n}/{args.seeds}: {method} ... {runs[method].wall_s:.1f} s", file=sys.stderr, flush=True)
             target = max(run.epochs["val_accuracy"].max() for run in runs.values())
             rows += [{"seed": seed, "method": m, **figures(run, target, args.tolerance)} for m, run in runs.items()]
+            if args.csv:  # as it goes: a long run stopped midway keeps its seeds
+                pd.DataFrame(rows).to_csv(args.csv, index=False)
         ray.shutdown()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = pd.DataFrame(rows)
     if args.csv:
         rows.to_csv(args.csv, index=False)
-    table = summarize(rows)
+    table = summarize(rows, args.tolerance)
     print(f"\n{len(bench.classes)} classes, {len(bench.train[0])} train / {len(bench.val[0])} val images, "
           f"{args.trials} trials of at most {args.epochs} epochs; medians over {args.seeds} seeds; "
           f"{os.cpu_count()} CPUs\n")
-    print(table.round({f: 3 if f == "best_val_acc" else 1 for f in FIGURES}).to_markdown(index=False))
+    print(table.round({f: 3 if f.startswith("best") else 1 for f in FIGURES + ["best_p10", "best_worst"]})
+          .to_markdown(index=False))
     medians = table.set_index("method")
     peers = [m for m in PEERS if m in medians.index]
     if "scenetune" in medians.index and peers:

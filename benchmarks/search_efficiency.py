@@ -151,7 +151,13 @@ def main() -> int:
                         help="seeds per strategy (default 30: with 10 the ratios moved by 0.4 between seed sets)")
     parser.add_argument("--num-samples", type=int, default=32, help="trials per replayed sweep")
     parser.add_argument("--seed", type=int, default=0, help="first replay seed (repeats use seed, seed+1, ...)")
+    parser.add_argument("--schedulers", default="none,asha,hyperband",
+                        help="comma-separated, of none, asha, hyperband (none is the baseline: always replayed); "
+                             "with asha, ASHA ranking by val_loss too")
     args = parser.parse_args()
+    schedulers = ["none"] + [s for s in args.schedulers.split(",") if s.strip() and s.strip() != "none"]
+    if set(schedulers) - {"none", "asha", "hyperband"}:
+        parser.error(f"--schedulers: of none, asha, hyperband, got {args.schedulers}")
     if not 1 <= args.classes <= len(SCENES):
         parser.error(f"--classes: between 1 and {len(SCENES)} (the synthetic scene kinds), got {args.classes}")
 
@@ -170,17 +176,17 @@ def main() -> int:
     import pandas as pd
 
     # Hyperband (Ray's HyperBandScheduler: KerasTuner's algorithm, brackets that stop less eagerly) beside ASHA.
-    runs, summary = replay(args.fixture, ["random", "tpe"], ["none", "asha", "hyperband"], args.repeats,
+    runs, summary = replay(args.fixture, ["random", "tpe"], schedulers, args.repeats,
                            args.num_samples, seed=args.seed, progress=progress)
     runs["rank_by"] = summary["rank_by"] = "val_accuracy"
-    # ASHA ranking by val_loss (scheduler.metric): it tells apart trials whose accuracy ties at chance.
-    by_loss, by_loss_summary = replay(args.fixture, ["random", "tpe"], ["asha"], args.repeats, args.num_samples,
-                                      seed=args.seed, progress=progress, rank_by=("val_loss", "min"))
-    by_loss["rank_by"] = by_loss_summary["rank_by"] = "val_loss"
-    attrs = summary.attrs
-    runs = pd.concat([runs, by_loss], ignore_index=True)
-    summary = pd.concat([summary, by_loss_summary], ignore_index=True)
-    summary.attrs = attrs
+    if "asha" in schedulers:  # ASHA ranking by val_loss (scheduler.metric): it tells apart trials tied at chance.
+        by_loss, by_loss_summary = replay(args.fixture, ["random", "tpe"], ["asha"], args.repeats, args.num_samples,
+                                          seed=args.seed, progress=progress, rank_by=("val_loss", "min"))
+        by_loss["rank_by"] = by_loss_summary["rank_by"] = "val_loss"
+        attrs = summary.attrs
+        runs = pd.concat([runs, by_loss], ignore_index=True)
+        summary = pd.concat([summary, by_loss_summary], ignore_index=True)
+        summary.attrs = attrs
     best = summary.attrs["best_recorded"]
     runs["needed_s"] = needed_within(runs, best, 0.01)
     grouped = runs.groupby(STRATEGY, sort=False)["needed_s"]

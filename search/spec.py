@@ -77,8 +77,9 @@ class SchedulerSpec(Strict):
     max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
     grace_period: int = Field(1, ge=1, description="ASHA: the first rung, in epochs")
     reduction_factor: float = Field(3, gt=1)
-    brackets: int = Field(1, ge=1, description="ASHA: bracket s first judges a trial at grace_period * "
-                                               "reduction_factor**s (Ray draws each trial's bracket)")
+    brackets: int = Field(2, ge=1, description="ASHA: bracket s first judges a trial at grace_period * "
+                                               "reduction_factor**s (Ray draws each trial's bracket; a second "
+                                               "bracket keeps a share of the trials past the noisy first rung)")
     metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: val_loss for a "
                                                  "classifier sweep of val_accuracy, else the sweep's metric)")
     mode: Literal["max", "min"] | None = None

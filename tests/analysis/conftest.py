@@ -24,7 +24,8 @@ def damaged_experiment(ray_local, tmp_path_factory, synth_root):
     an empty trial folder appears."""
     uri = run_known(str(tmp_path_factory.mktemp("damaged")), synth_root, "damaged", ASHA_POINTS, {
         "search": {"max_concurrent": 1},
-        "scheduler": {"name": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 1,
+                      "metric": "val_accuracy", "mode": "max"},
         "fixed": {"epochs": 4}})
     errored = next(name for name in os.listdir(uri) if os.path.isfile(os.path.join(uri, name, "params.json"))
                    and json.load(open(os.path.join(uri, name, "params.json")))["seed"] == 12)

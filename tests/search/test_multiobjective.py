@@ -44,7 +44,7 @@ def test_multi_objective_sweep_prints_a_true_pareto_set(ray_local, make_spec, ca
     path = make_spec({
         "name": "front", "metric": None, "mode": None, "objectives": OBJECTIVES,
         "search": {"algorithm": "optuna", "sampler": "nsga2", "num_samples": 6, "seed": 2},
-        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1},
         "space": {"image_size": {"choice": [16, 24, 32, 40]}, "cnn_filters": {"choice": [4, 8, 16]},
                   "learning_rate": {"loguniform": [3.0e-4, 3.0e-3]}},
         "fixed": {"image_size": None, "cnn_filters": None}})

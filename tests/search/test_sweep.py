@@ -21,7 +21,7 @@ SWEEP = {
     # samples after, ASHA has a trial below its first rung's cutoff to stop.
     "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": 6, "max_concurrent": 2, "seed": 3,
                "points": [{"learning_rate": 1.0e-3}, {"learning_rate": 2.0e-3}, {"learning_rate": 1.0e-6}]},
-    "scheduler": {"name": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2},
+    "scheduler": {"name": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 1},
     "space": {"learning_rate": {"loguniform": [1.0e-6, 3.0e-3]},
               "dense_units": {"choice": [8, 16]},
               "augment.rotation_range": {"uniform": [0, 15]}},

@@ -116,7 +116,7 @@ def sweep(ray_local, synth_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gan_sweep")
     spec = load_spec(gan_spec(tmp, synth_root, {
         "name": "gan-asha", "search": {"num_samples": 6, "max_concurrent": 2, "seed": 0},
-        "scheduler": {"name": "asha", "max_t": 2, "grace_period": 1, "reduction_factor": 3},
+        "scheduler": {"name": "asha", "max_t": 2, "grace_period": 1, "reduction_factor": 3, "brackets": 1},
         "space": {"gen_filters": {"choice": [4, 8, 16]}, "disc_filters": {"choice": [4, 8, 16]},
                   "gen_learning_rate": {"loguniform": [1e-4, 2e-3]}},
         "fixed": {"gen_filters": None, "disc_filters": None}}))
