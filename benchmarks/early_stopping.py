@@ -83,6 +83,8 @@ def main() -> int:
                          "stopped": out["stopped_early"]})
             print(f"\r{name}: {seed + 1}/{args.repeats} ({n + 1}/{len(chosen)} candidates)", end="",
                   file=sys.stderr, flush=True)
+            if args.csv:  # as it goes: a long run stopped midway keeps its replays
+                pd.DataFrame(rows).to_csv(args.csv, index=False)
         print(file=sys.stderr)
     runs = pd.DataFrame(rows)
     if args.csv:

@@ -17,7 +17,7 @@ import pandas as pd
 from ray import tune
 
 from search.spec import parse_spec
-from search.tuner import prepare, scheduler, searcher_and_space
+from search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
 from spaces import deep_merge
 from tests.conftest import BASE_SPEC, deep_update
 
@@ -83,11 +83,13 @@ def run_known(storage: str, synth_root: str, name: str, points: list[dict], chan
     prepared = prepare(spec)
     search_alg, space = searcher_and_space(spec)
     data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
+    chosen = scheduler(spec)
+    metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
     tuner = tune.Tuner(  # search.tuner.build_tuner's shape, with the known trainable
         tune.with_resources(train_known, {"cpu": 1}),
         param_space=deep_merge(deep_merge(spec.fixed, space), data),
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
-                                    scheduler=scheduler(spec), num_samples=spec.search.num_samples,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
+                                    scheduler=chosen, num_samples=spec.search.num_samples,
                                     reuse_actors=False),  # the generator limits concurrency itself
         run_config=tune.RunConfig(name=spec.name, storage_path=os.path.abspath(storage),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
