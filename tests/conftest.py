@@ -71,6 +71,18 @@ def deep_update(base: dict, changes: dict) -> dict:
     return out
 
 
+def sweep_of(tmp, synth_root: str, sweep: dict) -> str:
+    """Run `scenetune sweep` on BASE_SPEC updated by ``sweep`` (data: the
+    synthetic root, storage: ``tmp``); returns the spec file's path."""
+    from search.cli import main
+
+    spec = deep_update(deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp)}), sweep)
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path)]) == 0
+    return str(path)
+
+
 @pytest.fixture
 def make_spec(tmp_path, synth_root):
     """``make_spec(**changes) -> path`` of a spec YAML: BASE_SPEC on the

@@ -29,13 +29,10 @@ SWEEP = {
 
 @pytest.fixture(scope="module")
 def experiment(ray_local, tmp_path_factory, synth_root):
-    from tests.conftest import BASE_SPEC, deep_update
+    from tests.conftest import sweep_of
 
     tmp = tmp_path_factory.mktemp("hb")
-    spec = deep_update(deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp)}), SWEEP)
-    path = tmp / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    assert main(["sweep", str(path)]) == 0
+    sweep_of(tmp, synth_root, SWEEP)
     return str(tmp / "hb")
 
 

@@ -31,14 +31,10 @@ SWEEP = {
 
 @pytest.fixture(scope="module")
 def experiment(ray_local, tmp_path_factory, synth_root):
-    from tests.conftest import BASE_SPEC, deep_update
+    from tests.conftest import sweep_of
 
     tmp = tmp_path_factory.mktemp("e2e")
-    spec = deep_update(deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp)}), SWEEP)
-    path = tmp / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    assert main(["sweep", str(path)]) == 0
-    return str(path), str(tmp / "e2e")
+    return sweep_of(tmp, synth_root, SWEEP), str(tmp / "e2e")
 
 
 def test_sweep_runs_optuna_trials_and_asha_stops_some(experiment):
