@@ -85,9 +85,6 @@ def _number(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-POOLING_NAMES = {"avg": "average", "max": "max", "flatten": "flatten"}
-
-
 def _parameters(config: dict, epochs_run: int, pretrained: bool) -> str:
     """The report's "PARAMETERS" cell."""
     parts = []
@@ -96,7 +93,7 @@ def _parameters(config: dict, epochs_run: int, pretrained: bool) -> str:
     else:
         parts.append(f"Blocks: {config.get('cnn_blocks', 3)}, filters: {config.get('cnn_filters', 32)}")
     parts += [f"Activation: {config.get('dense_activation', 'relu')}",
-              f"Pooling: {POOLING_NAMES.get(config.get('pooling', 'avg'), config.get('pooling'))}",
+              f"Pooling: {({'avg': 'average'}).get(config.get('pooling', 'avg'), config.get('pooling'))}",
               f"Learning rate: {_number(config.get('learning_rate', 1e-4))}"]
     planned = config.get("epochs")
     parts.append(f"Epochs: {epochs_run}" + (f" of {planned}" if planned and planned != epochs_run else ""))

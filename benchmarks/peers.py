@@ -63,7 +63,6 @@ SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "cnn_filters": {"cho
 FIXED = {"backbone": "basic_cnn", "batch_size": 32, "weights": "none", "pooling": "avg", "image_size": 32}
 FACTOR = 3
 FIGURES = ["wall_s", "best_val_acc", "time_to_target_s", "epochs", "trials", "fit_s", "overhead_s_per_trial"]
-ARGS = None  # the parsed flags (a --fresh run passes them on to its children)
 FULL = {"seeds": 5, "trials": 24, "epochs": 9, "classes": 10, "per_class": 60}
 QUICK = dict(FULL, seeds=2, trials=8, epochs=3)
 
@@ -365,10 +364,11 @@ def one_run(method: str, seed: int, bench: Bench) -> Run:
         return RUNNERS[method](method, seed, bench)
 
 
-def fresh_run(method: str, seed: int, root: str, workdir: str) -> Run:
+def fresh_run(method: str, seed: int, bench: Bench) -> Run:
     """``method`` on ``seed`` in a new Python process running this script."""
+    root, workdir = bench.root, bench.workdir
     out = os.path.join(workdir, f"run-{method}-{seed}.pkl")
-    flags = [f"--{k.replace('_', '-')}={getattr(ARGS, k)}" for k in ("trials", "epochs", "classes", "per_class")]
+    flags = [f"--{k.replace('_', '-')}={getattr(bench.args, k)}" for k in ("trials", "epochs", "classes", "per_class")]
     subprocess.run([sys.executable, os.path.abspath(__file__), "--child", method, str(seed), out, "--data", root,
                     "--workdir", workdir, *flags], check=True, stdout=sys.stderr)
     with open(out, "rb") as f:
@@ -386,8 +386,7 @@ def warm_up(bench: Bench, ray_too: bool) -> None:
 
 
 def main() -> int:
-    global ARGS
-    args = ARGS = parse_args()
+    args = parse_args()
     if args.child:
         method, seed, out = args.child
         bench = load_bench(args, os.path.abspath(args.data), args.workdir)
@@ -411,7 +410,7 @@ def main() -> int:
         for n, seed in enumerate(range(args.seeds), 1):
             runs = {}
             for method in args.methods:
-                runs[method] = fresh_run(method, seed, root, workdir) if args.fresh else one_run(method, seed, bench)
+                runs[method] = fresh_run(method, seed, bench) if args.fresh else one_run(method, seed, bench)
                 print(f"seed {n}/{args.seeds}: {method} ... {runs[method].wall_s:.1f} s", file=sys.stderr, flush=True)
             target = max(run.epochs["val_accuracy"].max() for run in runs.values())
             rows += [{"seed": seed, "method": m, **figures(run, target, args.tolerance)} for m, run in runs.items()]
