@@ -9,11 +9,11 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from analysis.best import best_trials
-from analysis.experiment import Experiment
-from analysis.final import read_final
-from analysis.section import Section
-from analysis.tables import scored_trials
+from scenetune.analysis.best import best_trials
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.final import read_final
+from scenetune.analysis.section import Section
+from scenetune.analysis.tables import scored_trials
 
 
 def compute_account(exp: Experiment) -> dict:

@@ -14,8 +14,8 @@ import math
 import pandas as pd
 import yaml
 
-from analysis.experiment import Experiment
-from analysis.pareto import objectives_of, pareto_front
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.pareto import objectives_of, pareto_front
 
 SCOPES = ("last", "all")
 FORMATS = ("text", "json", "yaml")

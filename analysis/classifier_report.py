@@ -15,14 +15,16 @@ import os
 
 import pandas as pd
 
-from analysis import figures, storage
-from analysis.best import best_trials
-from analysis.experiment import Experiment
-from analysis.final import read_final
-from analysis.importance import param_importances
-from analysis.search_report import pareto_section, progressive_section
-from analysis.section import Section
-from analysis.tables import classification_table, model_summary, table_by
+from scenetune.analysis import figures
+
+from scenetune.core import storage
+from scenetune.analysis.best import best_trials
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.final import read_final
+from scenetune.analysis.importance import param_importances
+from scenetune.analysis.search_report import pareto_section, progressive_section
+from scenetune.analysis.section import Section
+from scenetune.analysis.tables import classification_table, model_summary, table_by
 
 VAL_PREDICTIONS = "val_predictions.csv"
 

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import storage
+from scenetune.core import storage
 
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
-DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (trainables.datacheck)
+DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (scenetune.trainables.data.datacheck)
 OWN_DIRS = ("final", "report")  # scenetune evaluate / report outputs, not trials
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "checkpoint_dir_name")

@@ -1,5 +1,5 @@
 """The report's figures, drawn from an experiment's trial logs in the one
-figure style (:mod:`analysis.style`). Each function writes one PNG and
+figure style (:mod:`scenetune.analysis.style`). Each function writes one PNG and
 returns its path (or None when the experiment has too little to draw).
 """
 
@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from analysis import storage, style
-from analysis.experiment import Experiment
-from analysis.pareto import pareto_mask
-from analysis.tables import scored_trials
+from scenetune.analysis import style
+
+from scenetune.core import storage
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.pareto import pareto_mask
+from scenetune.analysis.tables import scored_trials
 
 STATUS_STYLE = {  # colour, marker, alpha: stopped trials dimmed, errored ones drawn as crosses
     "completed": (style.PALETTE[0], "o", 0.9),

@@ -1,5 +1,5 @@
 """The final evaluation's files (``EXPERIMENT/final/``), named in one place:
-``trainables.evaluate`` writes them, the report reads them.
+``scenetune.commands.evaluate`` writes them, the report reads them.
 
 ``metrics.json`` holds at least ``trial_id``, ``accuracy``, ``loss``,
 ``test_images`` (how many test images were read), ``classes``, ``retrain``,
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis import storage
+from scenetune.core import storage
 
 FINAL_DIR = "final"
 PREDICTIONS_FILE = "test_predictions.csv"

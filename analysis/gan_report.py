@@ -25,11 +25,13 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from analysis import storage, style
-from analysis.best import best_trials
-from analysis.experiment import Experiment
-from analysis.section import Section
-from trainables.gan_metrics import COLLAPSE_DIVERSITY  # numpy-only module: no TensorFlow
+from scenetune.analysis import style
+
+from scenetune.core import storage
+from scenetune.analysis.best import best_trials
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.section import Section
+from scenetune.trainables.gan.metrics import COLLAPSE_DIVERSITY  # numpy-only module: no TensorFlow
 
 WIDTH_KEYS = ["gen_filters", "disc_filters", "latent_dim", "image_size", "gen_learning_rate",
               "disc_learning_rate", "batch_size", "d_steps", "grayscale", "conditional"]
@@ -46,7 +48,7 @@ def _read_image(uri: str) -> Image.Image | None:
 
 
 def _cell(pixels: np.ndarray, layout: dict, i: int) -> np.ndarray:
-    """Cell ``i`` of a grid written by ``trainables.gan_samples`` (layout from its grid.json)."""
+    """Cell ``i`` of a grid written by ``scenetune.trainables.gan.samples`` (layout from its grid.json)."""
     size, pad, cols = layout["cell"], layout["pad"], layout["cols"]
     top, left = pad + (i // cols) * (size + pad), pad + (i % cols) * (size + pad)
     return pixels[top:top + size, left:left + size]

@@ -16,9 +16,9 @@ import math
 import optuna
 import pandas as pd
 
-from analysis.experiment import Experiment
-from analysis.tables import scored_trials
-from spaces import optuna_distribution, parse_space
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.tables import scored_trials
+from scenetune.spaces import optuna_distribution, parse_space
 
 MIN_TRIALS = 3  # fANOVA's forest needs a few points to say anything
 

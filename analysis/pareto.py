@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.experiment import Experiment
+from scenetune.analysis.experiment import Experiment
 
 
 def pareto_mask(points: np.ndarray, maximize: list[bool]) -> np.ndarray:

@@ -16,8 +16,8 @@ import re
 
 import pandas as pd
 
-from analysis import style
-from analysis.section import Section
+from scenetune.analysis import style
+from scenetune.analysis.section import Section
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;

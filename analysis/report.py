@@ -7,7 +7,7 @@ for a remote experiment): each table as ``tables/<stem>.csv``, ``.md`` and
 Only the report folder's own files are written: an existing ``out_dir``
 that holds anything but an earlier report is refused.
 
-The report is built from :class:`~analysis.section.Section` lists: first an
+The report is built from :class:`~scenetune.analysis.section.Section` lists: first an
 account of the experiment (trials, early stops, errors, compute, the best
 configuration, warnings), then the part of the experiment's trainable, from
 ``SECTIONS`` (``trainable name -> (experiment, out_dir, **options) ->
@@ -21,13 +21,13 @@ import os
 import warnings
 from typing import Callable
 
-from analysis import storage
-from analysis.account import overview_section
-from analysis.classifier_report import classifier_sections
-from analysis.experiment import Experiment, ExperimentError, load_experiment
-from analysis.gan_report import gan_sections
-from analysis.render import render_html, render_markdown, write_tables
-from analysis.section import Section
+from scenetune.core import storage
+from scenetune.analysis.account import overview_section
+from scenetune.analysis.classifier_report import classifier_sections
+from scenetune.analysis.experiment import Experiment, ExperimentError, load_experiment
+from scenetune.analysis.gan_report import gan_sections
+from scenetune.analysis.render import render_html, render_markdown, write_tables
+from scenetune.analysis.section import Section
 
 SECTIONS: dict[str, Callable[..., list[Section]]] = {
     "classifier": classifier_sections,
@@ -81,7 +81,7 @@ def write_report(uri: str, out_dir: str | None = None, by: str | None = None,
     if exp.epochs.empty or f"last_{exp.metric}" not in exp.trials:
         raise ExperimentError(f"{exp.uri}: no trial has reported {exp.metric} yet")
     if by is not None and f"config/{by}" not in exp.trials:
-        from analysis.tables import parameter_names
+        from scenetune.analysis.tables import parameter_names
 
         raise ReportError(f"--by: {by!r} is not a parameter of this experiment; "
                           f"known: {', '.join(parameter_names(exp))}")

@@ -8,10 +8,10 @@ import os
 
 import pandas as pd
 
-from analysis import style
-from analysis.experiment import Experiment
-from analysis.pareto import pareto_front, trial_points
-from analysis.section import Section
+from scenetune.analysis import style
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.pareto import pareto_front, trial_points
+from scenetune.analysis.section import Section
 
 
 def pareto_section(exp: Experiment, out_dir: str) -> list:

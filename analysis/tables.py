@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
-from analysis.experiment import Experiment
-from analysis.final import FinalEvaluation
+from scenetune.analysis.experiment import Experiment
+from scenetune.analysis.final import FinalEvaluation
 
-# Augmentation values that mean "off" (trainables.config.Augment's defaults).
+# Augmentation values that mean "off" (scenetune.trainables.classifier.config.Augment's defaults).
 AUGMENT_OFF = {"rotation_range": 0, "zoom_range": 0, "width_shift_range": 0, "height_shift_range": 0,
                "shear_range": 0, "horizontal_flip": False, "brightness_range": None, "fill_mode": "nearest",
                "cval": 0}
@@ -117,7 +117,7 @@ def model_summary(exp: Experiment, final: FinalEvaluation | None = None,
     ``networks`` maps backbone names to the pretrained network's name (the
     backbone registry's Keras application); a name not in it is not pretrained."""
     if networks is None:
-        from trainables.backbones import BACKBONES  # plain data, no TensorFlow
+        from scenetune.trainables.classifier.backbones import BACKBONES  # plain data, no TensorFlow
 
         networks = {name: b.application for name, b in BACKBONES.items() if b.pretrained}
     trials = scored_trials(exp)

@@ -40,7 +40,7 @@ SCHEDULES = {"seed-table2 (20 epochs, no ASHA)": {"name": "none"},
 
 def checkpoints_per_trial(scheduler: dict, epochs: int = 20) -> int:
     """Checkpoints a trial that runs all ``epochs`` writes under the default policy."""
-    from search.spec import SweepSpec
+    from scenetune.search.spec import SweepSpec
     spec = SweepSpec.model_validate({"name": "x", "data": {"root": "."}, "scheduler": {**scheduler, "max_t": epochs},
                                      "fixed": {"epochs": epochs}})
     return len(spec.checkpoint_epochs()) + 1  # and the last epoch
@@ -49,9 +49,9 @@ def checkpoints_per_trial(scheduler: dict, epochs: int = 20) -> int:
 def measure(backbone: str, size: int, layers: int, batch: int, steps: int, repeats: int) -> dict:
     import keras
 
-    from trainables.config import ClassifierConfig
-    from trainables.models import build_classifier
-    from trainables.reporting import folder_mb
+    from scenetune.trainables.classifier.config import ClassifierConfig
+    from scenetune.trainables.classifier.models import build_classifier
+    from scenetune.trainables.reporting import folder_mb
 
     keras.backend.clear_session()
     cfg = ClassifierConfig(backbone=backbone, weights="none", image_size=size, trainable_layers=layers,
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=6, help="timed train steps (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from trainables.backbones import BACKBONES
+    from scenetune.trainables.classifier.backbones import BACKBONES
     unknown = [b for b in args.backbones.split(",") if b not in BACKBONES]
     if unknown:
         parser.error(f"--backbones: unknown {', '.join(unknown)}; known: {', '.join(BACKBONES)}")

@@ -64,7 +64,7 @@ def main() -> int:
 
     import ray
 
-    from search.replay import load_recording, replay_once
+    from scenetune.search.replay import load_recording, replay_once
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     plain = load_recording(args.fixture, rank_by=("val_accuracy", "max"))

@@ -4,7 +4,7 @@ the same images in one process.
     .venv/bin/python benchmarks/gan_metrics.py                  # 2,048 real + 2,048 generated at 64 px
     .venv/bin/python benchmarks/gan_metrics.py --n 1024 --inception-images 128
 
-Real images: synthetic scenes (trainables.synth) drawn in memory at --size px.
+Real images: synthetic scenes (scenetune.trainables.data.synth) drawn in memory at --size px.
 Generated images: a freshly built DCGAN generator (gen_filters 32) at --size px.
 
 Rows (seconds; each pair timed alternately, best of 3, so both see the same machine load):
@@ -54,7 +54,7 @@ def side_by_side(ours, theirs, repeat=3):
 
 
 def sqrtm_fid(real, fake):
-    from trainables.gan_metrics import feature_stats
+    from scenetune.trainables.gan.metrics import feature_stats
 
     (m1, s1), (m2, s2) = feature_stats(real), feature_stats(fake)
     covmean = scipy.linalg.sqrtm(s1 @ s2).real
@@ -62,7 +62,7 @@ def sqrtm_fid(real, fake):
 
 
 def real_images(n: int, size: int) -> np.ndarray:
-    from trainables.synth import SCENES, render_scene
+    from scenetune.trainables.data.synth import SCENES, render_scene
 
     rng = np.random.default_rng(0)
     labels = list(SCENES)
@@ -81,9 +81,9 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from trainables.gan_features import inception_extractor, random_conv_extractor
-    from trainables.gan_metrics import diversity, fid, mean_pairwise_distance
-    from trainables.gan_models import build_generator
+    from scenetune.trainables.gan.features import inception_extractor, random_conv_extractor
+    from scenetune.trainables.gan.metrics import diversity, fid, mean_pairwise_distance
+    from scenetune.trainables.gan.models import build_generator
 
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; drawing {args.n} real scenes at {args.size} px ...",
           flush=True)

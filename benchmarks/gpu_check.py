@@ -6,7 +6,7 @@ printing one table.
 1. Warm trials on a GPU: 8 trials of ``resources.gpu: 0.25`` (4 at a time,
    processes reused): every worker process runs two trials or more, and its
    peak GPU memory (nvidia-smi, every half second, by pid) stays under the
-   quarter-card cap that trainables.device set when the process first touched
+   quarter-card cap that scenetune.trainables.device set when the process first touched
    the GPU: the memory plan holds for every trial a process runs.
 2. ``benchmarks/gpu_fractional.py``'s comparison: 4 trials sharing the card at
    0.25 each against the same 4 with the whole card one after another.
@@ -37,8 +37,8 @@ import gpu_fractional  # noqa: E402  (this folder's benchmark)
 def warm_gpu_trials(root: str, storage: str, cap_mb: int) -> list[dict]:
     """Check 1: 8 quarter-GPU trials, 4 at a time, in reused processes."""
     args = SimpleNamespace(backbone="mobilenet_v2", size=128, epochs=2, batch_size=32, precision="float32")
-    from search.spec import parse_spec
-    from search.tuner import run_sweep
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import run_sweep
 
     spec = parse_spec({
         "name": "warm-gpu", "trainable": "classifier", "storage": storage, "data": {"dataset": "mit67", "root": root},
@@ -76,8 +76,8 @@ def main() -> int:
     if shutil.which("nvidia-smi") is None or not subprocess.run(["nvidia-smi", "-L"], capture_output=True).stdout:
         print("gpu_check: needs an NVIDIA GPU (nvidia-smi finds none); nothing measured", file=sys.stderr)
         return 2
-    from trainables.device import gpu_memory_plan, gpu_total_mb
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
+    from scenetune.trainables.data.synth import write_synthetic
 
     started = time.perf_counter()
     total = gpu_total_mb()[0]

@@ -1,5 +1,5 @@
 """Fractional GPUs, measured: 4 trials sharing one GPU (``resources.gpu:
-0.25``, each capped at a quarter of the card by trainables.device) side by
+0.25``, each capped at a quarter of the card by scenetune.trainables.device) side by
 side with the same 4 trials given the whole GPU one after another
 (``gpu: 1``). Same data, same configurations, same process.
 
@@ -57,9 +57,9 @@ class MemorySampler(threading.Thread):
 
 
 def sweep(name: str, gpu: float, cpu: float, args, root: str, storage: str) -> tuple[list[dict], float]:
-    from analysis import load_experiment
-    from search.spec import parse_spec
-    from search.tuner import run_sweep
+    from scenetune.analysis import load_experiment
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import run_sweep
 
     spec = parse_spec({
         "name": name, "trainable": "classifier", "storage": storage,
@@ -103,8 +103,8 @@ def main() -> int:
         print("gpu_fractional: needs an NVIDIA GPU (nvidia-smi finds none); nothing measured", file=sys.stderr)
         return 2
 
-    from trainables.device import gpu_memory_plan, gpu_total_mb
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
+    from scenetune.trainables.data.synth import write_synthetic
 
     total = gpu_total_mb()[0]
     cpus = os.cpu_count() or 4

@@ -87,13 +87,13 @@ class Bench:
     classes: list[str]
     train: tuple[list[str], list[int]]
     val: tuple[list[str], list[int]]
-    cache: object  # trainables.cache.ImageCache
+    cache: object  # scenetune.trainables.data.cache.ImageCache
 
 
 def load_bench(args, root: str, workdir: str) -> Bench:
-    """The split as ``search.tuner.prepare`` computes it; opens (builds) the cache."""
-    from trainables.cache import open_cache
-    from trainables.datasets import SplitSpec, build_manifest
+    """The split as ``scenetune.search.tuner.prepare`` computes it; opens (builds) the cache."""
+    from scenetune.trainables.data.cache import open_cache
+    from scenetune.trainables.data.datasets import SplitSpec, build_manifest
 
     manifest = build_manifest(root, "mit67", "all", SplitSpec(0.6, 0.2, 0.2, 42))
     classes = sorted(manifest["label"].unique())
@@ -109,12 +109,12 @@ def load_bench(args, root: str, workdir: str) -> Bench:
 
 def scenetune_times(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``Run.epochs`` and ``Run.trials`` of a finished sweep, timed by its
-    driver clock (``sweep_timings.json``, :mod:`search.clock`), which counts
+    driver clock (``sweep_timings.json``, :mod:`scenetune.search.clock`), which counts
     from ``run_sweep``'s start. A trial starts when Ray starts it (a new worker
     once up, a reused one once reset: a new process's spawn is outside its
     span, though inside wall_s and time_to_target_s) and ends at its end; an
     epoch's val_accuracy is known when its result reaches the driver."""
-    from analysis import load_experiment
+    from scenetune.analysis import load_experiment
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,8 +129,8 @@ def scenetune_times(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_scenetune(method: str, seed: int, bench: Bench) -> Run:
-    from search.spec import parse_spec
-    from search.tuner import run_sweep
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import run_sweep
 
     args = bench.args
     spec = {"name": f"peers-{seed}-{method}", "trainable": "classifier",
@@ -157,10 +157,10 @@ def trial_setup(bench: Bench, params: dict, seed: int):
     """``(model, training batches)`` as ``train_classifier`` builds them for
     ``params`` (SPACE's keys), after clearing Keras' state and seeding."""
     import keras
-    from spaces import unflatten
-    from trainables.config import ClassifierConfig
-    from trainables.models import build_classifier
-    from trainables.pipeline import cached_dataset
+    from scenetune.spaces import unflatten
+    from scenetune.trainables.classifier.config import ClassifierConfig
+    from scenetune.trainables.classifier.models import build_classifier
+    from scenetune.trainables.data.pipeline import cached_dataset
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -197,7 +197,7 @@ def epoch_clock(recorder: Recorder, bench: Bench, on_epoch=None):
     ``recorder`` with the epoch's training time; then ``on_epoch(epoch,
     val_accuracy)`` (Optuna's report and prune)."""
     import keras
-    from trainables.pipeline import cached_dataset
+    from scenetune.trainables.data.pipeline import cached_dataset
 
     val, labels = cached_dataset(bench.cache, *bench.val, FIXED["batch_size"]), np.asarray(bench.val[1])
 
@@ -321,7 +321,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args() -> argparse.Namespace:
-    from trainables.synth import SCENES
+    from scenetune.trainables.data.synth import SCENES
 
     parser = Parser(description=__doc__.split("\n\n")[0])
     for flag, what in (("seeds", "seeds 0..N-1"), ("trials", "trials of scenetune and Optuna"),
@@ -380,7 +380,7 @@ def warm_up(bench: Bench, ray_too: bool) -> None:
     model, train = trial_setup(bench, {}, 0)
     model.fit(train, epochs=1, verbose=0, shuffle=False)
     if ray_too:
-        from search.tuner import connect
+        from scenetune.search.tuner import connect
 
         connect(None)
 
@@ -397,7 +397,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="scenetune-peers-")
     try:
         import ray
-        from trainables.synth import write_synthetic
+        from scenetune.trainables.data.synth import write_synthetic
 
         root = os.path.abspath(args.data or os.path.join(workdir, "synth"))
         if not os.path.isdir(os.path.join(root, "Images")) or not os.listdir(os.path.join(root, "Images")):

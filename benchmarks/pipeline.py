@@ -55,7 +55,7 @@ REPORT_AUGMENT = dict(rotation_range=20, zoom_range=0.15, width_shift_range=0.2,
 
 def generate(workdir: str, images: int, size: int) -> tuple[str, list[str], list[int], list[str]]:
     """The dataset (made once, then reused): root, paths, labels, class names."""
-    from trainables.synth import SCENES, write_synthetic
+    from scenetune.trainables.data.synth import SCENES, write_synthetic
 
     classes = min(8, len(SCENES))
     per_class = math.ceil(images / classes)
@@ -229,11 +229,11 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from trainables.augment import random_augment, random_warp_uint8
-    from trainables.cache import open_cache
-    from trainables.config import Augment
-    from trainables.datacheck import check_dataset
-    from trainables.pipeline import cached_dataset
+    from scenetune.trainables.data.augment import random_augment, random_warp_uint8
+    from scenetune.trainables.data.cache import open_cache
+    from scenetune.trainables.classifier.config import Augment
+    from scenetune.trainables.data.datacheck import check_dataset
+    from scenetune.trainables.data.pipeline import cached_dataset
 
     keras.utils.set_random_seed(0)
     augment = Augment(**REPORT_AUGMENT)

@@ -167,7 +167,7 @@ def main() -> None:
 
         from ray.tune import ExperimentAnalysis
 
-        from analysis import load_experiment
+        from scenetune.analysis import load_experiment
 
         def ours():
             with warnings.catch_warnings():

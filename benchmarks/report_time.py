@@ -32,8 +32,8 @@ def main() -> None:
         clone(make_template(os.path.join(tmp, "template-root")), out, args.trials, args.epochs)
 
         started = time.perf_counter()
-        from analysis import load_experiment
-        from analysis.report import write_report
+        from scenetune.analysis import load_experiment
+        from scenetune.analysis.report import write_report
         imported = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -45,7 +45,7 @@ def main() -> None:
     print(f"\nscenetune report on {args.trials} trials x {args.epochs} epochs, {os.cpu_count()} CPUs:\n")
     print("| step | seconds |")
     print("|---|---|")
-    print(f"| import analysis.report (pandas, sklearn, matplotlib, optuna) | {imported - started:.2f} |")
+    print(f"| import scenetune.analysis.report (pandas, sklearn, matplotlib, optuna) | {imported - started:.2f} |")
     print(f"| read the experiment (load_experiment) | {read - imported:.2f} |")
     print(f"| write the report ({figures} figures, tables, report.md, report.html) | {done - read:.2f} |")
 

@@ -56,9 +56,9 @@ SPEC = {
 
 def record(workdir: str, fixture: str, trials: int, epochs: int, per_class: int, classes: int = 8) -> None:
     """Run the real sweep with no early stopping and keep its logs as the fixture."""
-    from search.spec import parse_spec
-    from search.tuner import run_sweep
-    from trainables.synth import write_synthetic
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import run_sweep
+    from scenetune.trainables.data.synth import write_synthetic
 
     data = os.path.join(workdir, "synth")
     write_synthetic(data, classes=classes, per_class=per_class, size=48, seed=0)
@@ -95,7 +95,7 @@ def needed_within(runs, best: float, tolerance: float):
     """Per run, the compute spent until its best first came within
     ``tolerance`` of ``best``; a run that never came that near counts all it
     spent (a lower bound on what it needed)."""
-    from search.replay import compute_to_reach
+    from scenetune.search.replay import compute_to_reach
 
     def needed(run):
         reached = compute_to_reach(run["improvements"], best - tolerance, "max")
@@ -136,7 +136,7 @@ def early_stopping_floor(rec, tolerance: float, grace: int) -> float:
 
 
 def main() -> int:
-    from trainables.synth import SCENES
+    from scenetune.trainables.data.synth import SCENES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--record", action="store_true", help="record the sweep again (about 10 minutes)")
@@ -168,7 +168,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as workdir:
             record(workdir, args.fixture, args.trials, args.epochs, args.per_class, args.classes)
 
-    from search.replay import replay
+    from scenetune.search.replay import replay
 
     def progress(done, total):
         print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -216,7 +216,7 @@ def main() -> int:
     print("\nneeded vs random search without early stopping, by how near the best counts as reached "
           "(1 point: the goal's; wider targets take more of the recorded trials)")
     print(by_tolerance.rename(columns={"rank_by": "ASHA ranks by"}).to_markdown(index=False, floatfmt=".2f"))
-    from search.replay import load_recording
+    from scenetune.search.replay import load_recording
 
     rec = load_recording(args.fixture)
     grace = int(rec.scheduler.get("grace_period") or 1)

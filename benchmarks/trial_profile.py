@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/trial_profile.py                # the quickstart's kind of trial, 3 epochs
     .venv/bin/python benchmarks/trial_profile.py --size 64 --epochs 4
 
-The phases of ``trainables.classifier.train_classifier``, called one by one
+The phases of ``scenetune.trainables.classifier.train.train_classifier``, called one by one
 with a clock between them, in this order: what a sweep's worker process does
-as it starts (``trainables.warmup``: import TensorFlow, Keras and the
+as it starts (``scenetune.trainables.warmup``: import TensorFlow, Keras and the
 trainables, then ``gc.freeze()``; cold only), importing the trial's modules, validating the config, the reset
-of a warm trial (``trainables.device.configure``: Keras' session cleared, its
+of a warm trial (``scenetune.trainables.device.configure``: Keras' session cleared, its
 garbage collected, seeds and precision set), reading the split manifest,
 opening the decode cache (built in the cold pass), building the model, making
 the datasets, then per epoch the fit (epoch 1 includes tracing the train
@@ -41,11 +41,11 @@ class Clock:
 
 
 def one_trial(clock: Clock, run: str, params: dict, epochs: int) -> None:
-    from trainables import device
-    from trainables.classifier import load_split, open_image_cache, read_manifest
-    from trainables.config import ClassifierConfig
-    from trainables.models import build_classifier
-    from trainables.pipeline import cached_dataset
+    from scenetune.trainables import device
+    from scenetune.trainables.classifier.train import load_split, open_image_cache, read_manifest
+    from scenetune.trainables.classifier.config import ClassifierConfig
+    from scenetune.trainables.classifier.models import build_classifier
+    from scenetune.trainables.data.pipeline import cached_dataset
     clock.lap("import trial modules", run)
     cfg = ClassifierConfig.model_validate(params)
     clock.lap("validate config", run)
@@ -80,13 +80,13 @@ def main(argv=None) -> int:
     if args.size < 8 or args.epochs < 2:
         parser.error("--size: 8 or more; --epochs: 2 or more")
     clock = Clock()
-    from trainables.warmup import import_tensorflow
+    from scenetune.trainables.warmup import import_tensorflow
     import_tensorflow()  # what a sweep's worker does as it starts
     clock.lap("worker start: import TensorFlow, Keras, trainables; gc.freeze", "cold")
     import pandas as pd
 
-    from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
+    from scenetune.trainables.data.synth import write_synthetic
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "data")
         write_synthetic(root, classes=6, per_class=60, size=64, seed=0)

@@ -34,7 +34,7 @@ import time
 import pandas as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENETUNE = [sys.executable, "-P", "-c", "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"]
+SCENETUNE = [sys.executable, "-P", "-c", "import sys; from scenetune.cli import main; sys.exit(main(sys.argv[1:]))"]
 SLOTS = 2  # the quickstart's search.max_concurrent
 
 

@@ -20,7 +20,7 @@ import time
 
 from ray.tune import Callback
 
-from analysis import storage
+from scenetune.core import storage
 
 TIMINGS_FILE = "sweep_timings.json"
 

@@ -41,9 +41,9 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis import load_experiment
-from search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
-from spaces import Param, get_path, parse_space, to_optuna, to_tune
+from scenetune.analysis import load_experiment
+from scenetune.search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
+from scenetune.spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 SEARCHERS = ("random", "tpe")
 SCHEDULERS = ("none", "asha", "hyperband", "median")

@@ -14,10 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, StrictInt, field_validator, model_validator
 
-from analysis import storage
-from analysis.experiment import asha_rungs, hyperband_brackets, scheduler_rungs
-from spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
-from trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
+from scenetune.core import storage
+from scenetune.analysis.experiment import asha_rungs, hyperband_brackets, scheduler_rungs
+from scenetune.spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
+from scenetune.trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
 
 
 class SpecError(ValueError):

@@ -21,22 +21,22 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis import storage
-from analysis.experiment import hyperband_brackets
-from search.clock import SweepClock
-from search.ray_compat import (recycle_grown_workers, save_every_trial_status, set_restored_callbacks,
+from scenetune.core import storage
+from scenetune.analysis.experiment import hyperband_brackets
+from scenetune.search.clock import SweepClock
+from scenetune.search.ray_compat import (recycle_grown_workers, save_every_trial_status, set_restored_callbacks,
                                tolerate_killed_trial_workers)
-from search.spec import SpecError, SweepSpec, parse_spec
-from spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
-from trainables import get_trainable
-from trainables.datacheck import check_dataset, enforce
-from trainables.datasets import SplitSpec, build_manifest, manifest_to_csv
+from scenetune.search.spec import SpecError, SweepSpec, parse_spec
+from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
+from scenetune.trainables import get_trainable
+from scenetune.trainables.data.datacheck import check_dataset, enforce
+from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
 
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
-WORKER_SETUP_HOOK = "trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
+WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
 
 
 def startup_trials(num_samples: int) -> int:
@@ -74,7 +74,7 @@ class Prepared:
     experiment: str  # URI of the experiment directory
     manifest_uri: str
     classes: list[str]
-    data_check: object = None  # trainables.datacheck.DataCheck
+    data_check: object = None  # scenetune.trainables.data.datacheck.DataCheck
 
 
 def study_with_points(points: list[dict], mode, sampler) -> optuna.storages.BaseStorage | None:
@@ -241,7 +241,7 @@ def build_tuner(prepared: Prepared, clock: SweepClock | None = None) -> tune.Tun
         trial_dirname_creator=trial_dirname,
         # Warm trials: Ray hands a finished trial's worker process to the next trial
         # of the same resources; the trainable resets TensorFlow's state on entry
-        # (trainables.device.configure), and the GPU memory plan, fixed for a
+        # (scenetune.trainables.device.configure), and the GPU memory plan, fixed for a
         # process's life, is the same for every trial of those resources.
         reuse_actors=spec.resources.reuse_processes)
     run_config = tune.RunConfig(

@@ -1,4 +1,4 @@
-"""The one converter from declared :class:`~spaces.params.Param` objects to
+"""The one converter from declared :class:`~scenetune.spaces.params.Param` objects to
 Ray Tune domains and Optuna distributions, and the helpers that move between
 dotted keys (``augment.rotation_range``) and nested config dicts.
 
@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import optuna.distributions as od
 from ray import tune
 
-from spaces.params import Param
+from scenetune.spaces.params import Param
 
 
 def to_tune(params: Iterable[Param]) -> dict:

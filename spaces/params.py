@@ -9,7 +9,7 @@ declaration::
     augment.rotation_range: {uniform: [0, 30]}
 
 ``parse_space`` turns that mapping into :class:`Param` objects, checking every
-declaration and naming the key at fault; :mod:`spaces.convert` is the one
+declaration and naming the key at fault; :mod:`scenetune.spaces.convert` is the one
 place that turns them into Ray Tune domains and Optuna distributions. A Param
 round-trips through JSON (``to_dict`` / ``Param.from_dict``), like Optuna's
 distributions.

@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 @pytest.fixture(scope="session", autouse=True)
 def decode_cache_dir(tmp_path_factory):
-    """Trials' decode caches (trainables.cache) go to a session folder, not
+    """Trials' decode caches (scenetune.trainables.data.cache) go to a session folder, not
     ~/.cache; set before Ray starts so its workers inherit it."""
     folder = str(tmp_path_factory.mktemp("decode_cache"))
     os.environ["SCENETUNE_CACHE"] = folder
@@ -35,7 +35,7 @@ def ray_local():
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """3 classes x 16 tiny synthetic scenes in the mit67 layout."""
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.data.synth import write_synthetic
 
     root = tmp_path_factory.mktemp("synth")
     write_synthetic(str(root), classes=3, per_class=16, size=40, seed=0)
@@ -74,7 +74,7 @@ def deep_update(base: dict, changes: dict) -> dict:
 def sweep_of(tmp, synth_root: str, sweep: dict) -> str:
     """Run `scenetune sweep` on BASE_SPEC updated by ``sweep`` (data: the
     synthetic root, storage: ``tmp``); returns the spec file's path."""
-    from search.cli import main
+    from scenetune.cli import main
 
     spec = deep_update(deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp)}), sweep)
     path = tmp / "spec.yaml"

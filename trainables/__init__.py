@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 
 TRAINABLES: dict[str, tuple[str, str]] = {
-    "classifier": ("trainables.classifier:train_classifier", "trainables.config:ClassifierConfig"),
-    "gan": ("trainables.gan:train_gan", "trainables.gan_config:GanConfig"),
+    "classifier": ("scenetune.trainables.classifier.train:train_classifier", "scenetune.trainables.classifier.config:ClassifierConfig"),
+    "gan": ("scenetune.trainables.gan.train:train_gan", "scenetune.trainables.gan.config:GanConfig"),
 }
 
 

@@ -21,5 +21,5 @@ def import_tensorflow() -> None:
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
 
-    import trainables.classifier  # noqa: F401  (the GAN's trainable imports it too)
+    import scenetune.trainables.classifier.train  # noqa: F401  (the GAN's trainable imports it too)
     gc.freeze()

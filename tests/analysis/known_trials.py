@@ -4,7 +4,7 @@
 reports, epoch by epoch, the values ``KNOWN`` lists for its
 ``(backbone, image_size, seed)``, and writes ``val_predictions.csv`` as the
 classifier does. ``run_known`` writes the experiment's spec and split as
-``search.tuner.prepare`` does and runs the points through ``ray.tune.Tuner``
+``scenetune.search.tuner.prepare`` does and runs the points through ``ray.tune.Tuner``
 with the sweep's own searcher, scheduler and RunConfig shape.
 """
 
@@ -16,9 +16,9 @@ import os
 import pandas as pd
 from ray import tune
 
-from search.spec import parse_spec
-from search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
-from spaces import deep_merge
+from scenetune.search.spec import parse_spec
+from scenetune.search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
+from scenetune.spaces import deep_merge
 from tests.conftest import BASE_SPEC, deep_update
 
 # (backbone, image_size, seed) -> per-epoch val_accuracy and epoch_time_s; fail_at: raise at that epoch.
@@ -85,7 +85,7 @@ def run_known(storage: str, synth_root: str, name: str, points: list[dict], chan
     data = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes}}
     chosen = scheduler(spec)
     metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
-    tuner = tune.Tuner(  # search.tuner.build_tuner's shape, with the known trainable
+    tuner = tune.Tuner(  # scenetune.search.tuner.build_tuner's shape, with the known trainable
         tune.with_resources(train_known, {"cpu": 1}),
         param_space=deep_merge(deep_merge(spec.fixed, space), data),
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,

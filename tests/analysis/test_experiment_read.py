@@ -6,8 +6,8 @@ import math
 import pytest
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 
-from analysis import load_experiment
-from analysis.experiment import asha_rungs, hyperband_brackets, hyperband_milestones, scheduler_rungs
+from scenetune.analysis import load_experiment
+from scenetune.analysis.experiment import asha_rungs, hyperband_brackets, hyperband_milestones, scheduler_rungs
 
 pytestmark = pytest.mark.slow
 

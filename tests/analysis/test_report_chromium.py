@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.cli import main
+from scenetune.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import classification_report
 
-from analysis import load_experiment
-from analysis.classifier_report import best_val_predictions
-from analysis.tables import classification_table, model_summary, table_by
+from scenetune.analysis import load_experiment
+from scenetune.analysis.classifier_report import best_val_predictions
+from scenetune.analysis.tables import classification_table, model_summary, table_by
 from tests.analysis.known_trials import KNOWN, TABLE1_POINTS
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ def test_table3_equals_sklearn_classification_report(known_experiment):
     assert table.loc["accuracy", "f1-score"] == expected["accuracy"]
     assert table.loc["accuracy", "support"] == len(predictions)
     # and the text the report shows has sklearn's two-decimal numbers
-    from analysis.render import table_markdown
+    from scenetune.analysis.render import table_markdown
 
     shown = table_markdown(classification_table(predictions))
     text = classification_report(predictions["true"], predictions["predicted"], digits=2)

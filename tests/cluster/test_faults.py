@@ -17,7 +17,7 @@ import warnings
 
 import pytest
 
-from analysis import load_experiment
+from scenetune.analysis import load_experiment
 from tests.cluster.conftest import SCENETUNE, Driver, wait_until
 
 pytestmark = pytest.mark.slow
@@ -196,7 +196,7 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
 
 def test_raising_and_oom_trials_are_errored_after_their_retries_and_the_sweep_goes_on(
         cluster, make_spec, tmp_path, capsys):
-    from search.cli import main
+    from scenetune.cli import main
 
     cluster.ensure_workers(2, memory_cap_mb=WORKER_MEMORY_MB)
     spec = make_spec({"name": "faults", "storage": str(tmp_path / "shared"),

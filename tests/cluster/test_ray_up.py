@@ -34,8 +34,10 @@ import uuid
 import pytest
 import yaml
 
-from analysis import load_experiment, storage
-from search.cli import main
+from scenetune.analysis import load_experiment
+
+from scenetune.core import storage
+from scenetune.cli import main
 from tests.cluster.raycluster import free_port
 
 pytestmark = pytest.mark.slow

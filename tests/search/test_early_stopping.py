@@ -6,9 +6,9 @@ import pytest
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
-from search.spec import parse_spec
+from scenetune.search.spec import parse_spec
 from tests.known_curves import BAD, EPOCHS, GOOD, ORDER, known_curves
-from search.tuner import scheduler, tune_ranking
+from scenetune.search.tuner import scheduler, tune_ranking
 
 pytestmark = pytest.mark.slow
 

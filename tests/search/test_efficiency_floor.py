@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from search.replay import Recording
+from scenetune.search.replay import Recording
 
 BENCHMARK = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "search_efficiency.py")
 

@@ -8,9 +8,9 @@ import matplotlib
 import pytest
 import yaml
 
-from analysis import load_experiment
-from analysis.figures import all_trial_curves
-from search.cli import main
+from scenetune.analysis import load_experiment
+from scenetune.analysis.figures import all_trial_curves
+from scenetune.cli import main
 
 pytestmark = pytest.mark.slow
 

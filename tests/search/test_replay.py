@@ -11,11 +11,11 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
-from analysis import load_experiment
-from search.cli import main
-from search.replay import ReplayError, load_recording, nearest, replay, replay_once
-from search.spec import parse_spec
-from search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname, tune_ranking
+from scenetune.analysis import load_experiment
+from scenetune.cli import main
+from scenetune.search.replay import ReplayError, load_recording, nearest, replay, replay_once
+from scenetune.search.spec import parse_spec
+from scenetune.search.tuner import SPEC_FILE, scheduler, searcher_and_space, trial_dirname, tune_ranking
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -78,9 +78,9 @@ def test_replaying_a_recorded_configuration_gives_its_curve_exactly(complete, tm
               for t in rec.curves]
     for trial_id, point in zip(rec.curves, points):
         assert nearest(rec, point) == trial_id
-    from search.replay import replay_trainable
+    from scenetune.search.replay import replay_trainable
     from ray.tune.search import BasicVariantGenerator
-    from spaces import to_tune
+    from scenetune.spaces import to_tune
     grid = tune.Tuner(tune.with_parameters(replay_trainable, recording=rec),
                       param_space=to_tune(rec.params.values()),
                       tune_config=tune.TuneConfig(num_samples=len(points),

@@ -18,8 +18,10 @@ import boto3
 import pytest
 import yaml
 
-from analysis import load_experiment, storage
-from search.cli import main
+from scenetune.analysis import load_experiment
+
+from scenetune.core import storage
+from scenetune.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@ pin those for the first trials, and Optuna samples the rest."""
 
 import pytest
 
-from search.spec import load_spec
-from search.tuner import searcher_and_space
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import searcher_and_space
 
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]},
          "dense_units": {"choice": [8, 16, 32]},

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from search.cli import main
-from search.spec import load_spec
+from scenetune.cli import main
+from scenetune.search.spec import load_spec
 
 BAD_SPECS = [
     ({"search": {"num_samplez": 3}}, "search.num_samplez: unknown key"),
@@ -148,5 +148,5 @@ def test_the_shipped_sweeps_are_valid(tmp_path):
     for name in sorted(os.listdir(here)):
         raw = yaml.safe_load(open(os.path.join(here, name)))
         raw["data"]["root"] = str(tmp_path)
-        from search.spec import parse_spec
+        from scenetune.search.spec import parse_spec
         parse_spec(raw)

@@ -10,8 +10,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis import load_experiment
-from search.cli import main
+from scenetune.analysis import load_experiment
+from scenetune.cli import main
 from tests.bad_images import write_kinds
 
 BAD_KINDS = ("truncated.jpg", "zero.jpg", "page.jpg")

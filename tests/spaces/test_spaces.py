@@ -6,7 +6,7 @@ import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from spaces import (Param, SpaceError, flatten, get_path, parse_space, set_path, to_optuna, to_tune,
+from scenetune.spaces import (Param, SpaceError, flatten, get_path, parse_space, set_path, to_optuna, to_tune,
                     unflatten)
 
 DECLARATIONS = {

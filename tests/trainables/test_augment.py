@@ -6,9 +6,9 @@ import tensorflow as tf
 from keras.src.legacy.preprocessing.image import ImageDataGenerator
 from PIL import Image
 
-from trainables.augment import apply_params, random_augment, sample_params
-from trainables.config import Augment
-from trainables.pipeline import decode_resize, make_dataset
+from scenetune.trainables.data.augment import apply_params, random_augment, sample_params
+from scenetune.trainables.classifier.config import Augment
+from scenetune.trainables.data.pipeline import decode_resize, make_dataset
 
 
 def scene(h=96, w=96):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.cache import ARRAY, INDEX, MARKER, cache_key, open_cache
-from trainables.decode import load_resized
+from scenetune.trainables.data.cache import ARRAY, INDEX, MARKER, cache_key, open_cache
+from scenetune.trainables.data.decode import load_resized
 
 
 def write_images(folder, n, size=48, seed=0):
@@ -93,7 +93,7 @@ def test_a_damaged_cache_is_rebuilt_not_read(images, tmp_path, damage):
 def test_a_killed_builder_leaves_nothing_that_is_read(tmp_path):
     paths = write_images(str(tmp_path / "src"), 400, size=96)
     cache_dir = tmp_path / "cache"
-    code = ("import sys; from trainables.cache import open_cache; "
+    code = ("import sys; from scenetune.trainables.data.cache import open_cache; "
             f"open_cache({paths!r}, 96, {str(cache_dir)!r}, workers=1)")
     builder = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60

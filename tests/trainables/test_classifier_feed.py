@@ -7,10 +7,10 @@ import os
 import keras
 import pytest
 
-from analysis import load_experiment
-from search.spec import load_spec
-from search.tuner import run_sweep
-from trainables.augment import RandomAffine
+from scenetune.analysis import load_experiment
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
+from scenetune.trainables.data.augment import RandomAffine
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import os
 import pandas as pd
 import pytest
 
-from analysis import load_experiment
-from search.spec import load_spec
-from search.tuner import run_sweep
-from trainables import METRICS
-from trainables.backbones import BACKBONES
+from scenetune.analysis import load_experiment
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
+from scenetune.trainables import METRICS
+from scenetune.trainables.classifier.backbones import BACKBONES
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.cli import main
+from scenetune.cli import main
 from tests.bad_images import jpeg_bytes, write_hidden, write_kinds
-from trainables.datacheck import DataCheckError, check_dataset, enforce
-from trainables.datasets import DatasetError, SplitSpec, build_manifest, manifest_from_csv, manifest_to_csv
-from trainables.decode import UndecodableImage, _fast_jpeg, load_resized, load_rgb
+from scenetune.trainables.data.datacheck import DataCheckError, check_dataset, enforce
+from scenetune.trainables.data.datasets import DatasetError, SplitSpec, build_manifest, manifest_from_csv, manifest_to_csv
+from scenetune.trainables.data.decode import UndecodableImage, _fast_jpeg, load_resized, load_rgb
 
 KINDS_DIR = "Images/mixed kinds"  # a category name with a space
 

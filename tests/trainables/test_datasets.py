@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from trainables.datasets import (DatasetError, SplitSpec, build_manifest, list_images, manifest_from_csv,
+from scenetune.trainables.data.datasets import (DatasetError, SplitSpec, build_manifest, list_images, manifest_from_csv,
                                  manifest_to_csv, seed25_counts)
 
 

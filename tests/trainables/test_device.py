@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables import device
-from trainables.config import ClassifierConfig
+from scenetune.trainables import device
+from scenetune.trainables.classifier.config import ClassifierConfig
 
 TINY = dict(backbone="basic_cnn", weights="none", image_size=32, cnn_blocks=2, cnn_filters=8, dense_units=16)
 
@@ -72,7 +72,7 @@ def test_configure_on_cpu_applies_threads_precision_and_no_gpu_settings(restore_
 def test_mixed_precision_keeps_the_output_in_float32_and_trains_a_step(restore_policy, precision, compute):
     import keras
 
-    from trainables.models import build_classifier
+    from scenetune.trainables.classifier.models import build_classifier
 
     cfg = ClassifierConfig(**TINY, mixed_precision=precision)
     device.configure(0, cfg.mixed_precision)
@@ -89,7 +89,7 @@ def test_mixed_precision_keeps_the_output_in_float32_and_trains_a_step(restore_p
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_jit_compile_reaches_the_compiled_model(jit):
-    from trainables.models import build_classifier
+    from scenetune.trainables.classifier.models import build_classifier
 
     model = build_classifier(ClassifierConfig(**TINY, jit_compile=jit), 3)
     assert model.jit_compile is jit

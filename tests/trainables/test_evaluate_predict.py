@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import classification_report
 
-from analysis import best_trials, load_experiment
-from search.cli import main
-from search.spec import load_spec
-from search.tuner import run_sweep
+from scenetune.analysis import best_trials, load_experiment
+from scenetune.cli import main
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +190,7 @@ def test_predict_bad_input(evaluated, tmp_path, capsys):
 def test_evaluate_and_report_an_experiment_on_s3(swept, moto_s3, tmp_path, monkeypatch):
     import io
 
-    from analysis import storage
+    from scenetune.core import storage
 
     uri = moto_s3(swept, "scenetune/runs/evalme")
     assert main(["evaluate", uri]) == 0

@@ -5,10 +5,10 @@ import copy
 import pytest
 from pydantic import ValidationError
 
-from search.spec import SpecError, parse_spec
-from trainables import METRICS, config_model
-from trainables.config import DataRef
-from trainables.gan_config import GanConfig
+from scenetune.search.spec import SpecError, parse_spec
+from scenetune.trainables import METRICS, config_model
+from scenetune.trainables.classifier.config import DataRef
+from scenetune.trainables.gan.config import GanConfig
 
 SPEC = {"name": "g", "trainable": "gan", "data": {"root": "."}, "metric": "fid", "mode": "min",
         "space": {"gen_filters": {"choice": [8, 16]}, "image_size": {"choice": [32, 64, 128]}},

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from trainables.config import ClassifierConfig
-from trainables.gan_features import (build_extractor, classifier_extractor, inception_extractor,
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.gan.features import (build_extractor, classifier_extractor, inception_extractor,
                                      random_conv_extractor)
-from trainables.models import build_classifier
+from scenetune.trainables.classifier.models import build_classifier
 
 
 def images(n=6, size=32, channels=3, seed=0):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.gan import build_gan, fixed_latents
-from trainables.gan_checkpoint import load_checkpoint, save_checkpoint
-from trainables.gan_config import GanConfig
-from trainables.gan_models import build_discriminator, build_generator, generator_widths
-from trainables.gan_samples import PAD, save_grid, tile
+from scenetune.trainables.gan.train import build_gan, fixed_latents
+from scenetune.trainables.gan.checkpoint import load_checkpoint, save_checkpoint
+from scenetune.trainables.gan.config import GanConfig
+from scenetune.trainables.gan.models import build_discriminator, build_generator, generator_widths
+from scenetune.trainables.gan.samples import PAD, save_grid, tile
 
 SIZES = [32, 64, 128]
 

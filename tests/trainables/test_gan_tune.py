@@ -10,13 +10,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from analysis import load_experiment
-from analysis.gan_report import gan_sections
-from search.cli import main
-from search.spec import load_spec
-from search.tuner import run_sweep
-from trainables import METRICS
-from trainables.gan_samples import PAD
+from scenetune.analysis import load_experiment
+from scenetune.analysis.gan_report import gan_sections
+from scenetune.cli import main
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
+from scenetune.trainables import METRICS
+from scenetune.trainables.gan.samples import PAD
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -203,7 +203,7 @@ def test_generate_refuses_to_overwrite_and_to_read_a_missing_or_non_gan_experime
 
 
 def test_scenetune_report_on_a_gan_experiment(sweep, capsys):
-    from search.cli import main
+    from scenetune.cli import main
 
     exp, tmp = sweep
     out = tmp / "full-report"

@@ -5,7 +5,7 @@ input's size and most of its mass in that region."""
 import numpy as np
 import pytest
 
-from trainables.config import ClassifierConfig
+from scenetune.trainables.classifier.config import ClassifierConfig
 
 SIZE = 32
 REGION = (slice(0, 16), slice(0, 16))  # the top-left quadrant: a quarter of the image
@@ -27,7 +27,7 @@ def scenes(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def trained():
     import keras
 
-    from trainables.models import build_classifier
+    from scenetune.trainables.classifier.models import build_classifier
 
     keras.utils.set_random_seed(0)
     cfg = ClassifierConfig(backbone="basic_cnn", weights="none", image_size=SIZE, cnn_blocks=2, cnn_filters=8,
@@ -43,7 +43,7 @@ def trained():
 
 
 def test_heatmap_has_the_input_size_and_its_mass_in_the_region(trained):
-    from trainables.gradcam import gradcam
+    from scenetune.trainables.classifier.gradcam import gradcam
 
     model, images, labels = trained
     striped = images[labels == 1]
@@ -59,7 +59,7 @@ def test_heatmap_has_the_input_size_and_its_mass_in_the_region(trained):
 def test_overlay_is_a_png_of_the_image_size(trained, tmp_path):
     from PIL import Image
 
-    from trainables.gradcam import gradcam, save_overlay
+    from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
 
     model, images, _ = trained
     heatmaps, _ = gradcam(model, images[:1])

@@ -3,9 +3,9 @@
 import keras
 import pytest
 
-from trainables.backbones import BACKBONES, get_backbone
-from trainables.config import ClassifierConfig
-from trainables.models import backbone_of, build_classifier
+from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.classifier.models import backbone_of, build_classifier
 
 PRETRAINED = [name for name, b in BACKBONES.items() if b.pretrained]
 

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from trainables.augment import RandomAffine, transform_matrices, warp_uint8
-from trainables.cache import open_cache
-from trainables.config import Augment, ClassifierConfig
-from trainables.models import build_classifier
-from trainables.pipeline import cached_dataset, decode_resize
+from scenetune.trainables.data.augment import RandomAffine, transform_matrices, warp_uint8
+from scenetune.trainables.data.cache import open_cache
+from scenetune.trainables.classifier.config import Augment, ClassifierConfig
+from scenetune.trainables.classifier.models import build_classifier
+from scenetune.trainables.data.pipeline import cached_dataset, decode_resize
 
 REPORT_AUGMENT = Augment(rotation_range=20, zoom_range=0.15, width_shift_range=0.2, height_shift_range=0.2,
                          shear_range=15, horizontal_flip=True)

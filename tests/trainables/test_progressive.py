@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from analysis import load_experiment
-from search.spec import load_spec
-from search.tuner import run_sweep
-from trainables.config import ClassifierConfig
+from scenetune.analysis import load_experiment
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
+from scenetune.trainables.classifier.config import ClassifierConfig
 
 
 def test_phases_follow_resize_epochs():
@@ -36,7 +36,7 @@ def test_sweep_sets_resize_epochs_to_the_asha_rungs(make_spec, capsys):
     spec = load_spec(make_spec({"scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 3},
                                 "fixed": {"progressive_resize": [16, 24, 32], "image_size": None, "epochs": 9}}))
     assert spec.fixed["resize_epochs"] == [0, 2, 6]
-    from search.cli import main
+    from scenetune.cli import main
     path = make_spec({"scheduler": {"name": "none"}, "fixed": {"progressive_resize": [16, 32], "image_size": None}},
                      filename="none.yaml")
     assert main(["sweep", path]) == 2
@@ -45,7 +45,7 @@ def test_sweep_sets_resize_epochs_to_the_asha_rungs(make_spec, capsys):
 
 @pytest.mark.slow
 def test_a_trial_grows_at_the_rungs_and_keeps_its_accuracy(ray_local, make_spec, tmp_path_factory):
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.data.synth import write_synthetic
 
     root = tmp_path_factory.mktemp("progressive")
     write_synthetic(str(root), classes=3, per_class=80, size=48, seed=3)
@@ -69,7 +69,7 @@ def test_a_trial_grows_at_the_rungs_and_keeps_its_accuracy(ray_local, make_spec,
     assert rows[0]["full_size_epoch_time_s"] == pytest.approx(rows[0]["epoch_time_s"] * 4)
     assert rows[5]["full_size_epoch_time_s"] == pytest.approx(rows[5]["epoch_time_s"])
 
-    from analysis.report import write_report
+    from scenetune.analysis.report import write_report
     report = open(os.path.join(os.path.dirname(write_report(exp.uri)), "report.md")).read()
     spent = sum(r["epoch_time_s"] for r in rows)
     full = sum(r["full_size_epoch_time_s"] for r in rows)

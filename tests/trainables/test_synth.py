@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.synth import SCENES, write_synthetic
+from scenetune.trainables.data.synth import SCENES, write_synthetic
 
 
 def digest(root):

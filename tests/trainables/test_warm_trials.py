@@ -18,9 +18,9 @@ import zipfile
 
 import pytest
 
-from analysis import load_experiment
-from search.spec import load_spec
-from search.tuner import run_sweep
+from scenetune.analysis import load_experiment
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
 from tests.trainables.test_gan_tune import gan_spec
 
 pytestmark = pytest.mark.slow

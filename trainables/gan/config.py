@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from trainables.config import CheckpointEpochs, DataRef, DebugFault, Strict
-from trainables.gan_metrics import COLLAPSE_DIVERSITY, COLLAPSE_PATIENCE
+from scenetune.trainables.classifier.config import CheckpointEpochs, DataRef, DebugFault, Strict
+from scenetune.trainables.gan.metrics import COLLAPSE_DIVERSITY, COLLAPSE_PATIENCE
 
 EXTRACTORS = ("auto", "inception_v3", "classifier", "random")
 

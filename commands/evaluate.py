@@ -8,7 +8,7 @@ train + validation for as many epochs as the trial ran, then evaluated. The
 test split is touched here only: trials never read it, and an experiment that
 already holds a final evaluation is refused rather than evaluated again.
 
-Writes ``EXPERIMENT/final/`` (names in :mod:`analysis.final`):
+Writes ``EXPERIMENT/final/`` (names in :mod:`scenetune.analysis.final`):
 ``test_predictions.csv`` (path, true, predicted, prob_<class>...),
 ``metrics.json``, ``model.keras`` and ``gradcam/*.png`` (Grad-CAM overlays of
 correctly and wrongly classified test images).
@@ -25,12 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from analysis import storage
-from analysis.best import best_trials
-from analysis.experiment import MANIFEST_FILE, ExperimentError, load_experiment
-from analysis.final import GRADCAM_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, final_uri
-from trainables.config import ClassifierConfig
-from trainables.datasets import manifest_from_csv
+from scenetune.core import storage
+from scenetune.analysis.best import best_trials
+from scenetune.analysis.experiment import MANIFEST_FILE, ExperimentError, load_experiment
+from scenetune.analysis.final import GRADCAM_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, final_uri
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.data.datasets import manifest_from_csv
 
 GRADCAM_SCALE_TO = 192  # overlays are enlarged to about this many pixels a side
 
@@ -98,12 +98,12 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
 
     import keras
 
-    from trainables import device
-    from trainables.classifier import predictions_frame
-    from trainables.gradcam import save_overlay
-    from trainables.gradcam import gradcam as grad_cam
-    from trainables.decode import load_resized
-    from trainables.pipeline import make_dataset
+    from scenetune.trainables import device
+    from scenetune.trainables.classifier.train import predictions_frame
+    from scenetune.trainables.classifier.gradcam import save_overlay
+    from scenetune.trainables.classifier.gradcam import gradcam as grad_cam
+    from scenetune.trainables.data.decode import load_resized
+    from scenetune.trainables.data.pipeline import make_dataset
 
     device.configure(cfg.seed, cfg.mixed_precision)
     epochs = int(trial["epochs"])
@@ -126,7 +126,7 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         chosen = _pick_gradcam(labels, probs, gradcam_per_kind)
         cams = []
         if chosen:
-            # the pipeline's own decode (trainables.decode), one image at a time: a handful of them
+            # the pipeline's own decode (scenetune.trainables.data.decode), one image at a time: a handful of them
             images = np.stack([load_resized(test_paths[i], cfg.image_size).astype(np.float32) for i in chosen])
             heatmaps, _ = grad_cam(model, images)
             scale = max(1, GRADCAM_SCALE_TO // cfg.image_size)
@@ -156,8 +156,8 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
 
 def _retrain(cfg: ClassifierConfig, uri: str, root: str, classes: list[str], epochs: int):
     """A fresh model of the trial's config, fitted on train + validation."""
-    from trainables.models import build_classifier
-    from trainables.pipeline import make_dataset
+    from scenetune.trainables.classifier.models import build_classifier
+    from scenetune.trainables.data.pipeline import make_dataset
 
     paths, labels = [], []
     for split in ("train", "val"):

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from analysis import storage
+from scenetune.core import storage
 
 RANDOM_INPUT_SIZE = 64
 RANDOM_WIDTHS = (32, 64, 128, 256)

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainables.config import Augment
+from scenetune.trainables.classifier.config import Augment
 
 FILL_MODES = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT", "wrap": "WRAP"}
 # scipy.ndimage's (ImageDataGenerator's) and TensorFlow's reflect is OpenCV's BORDER_REFLECT (abc|cba).

@@ -33,7 +33,7 @@ INIT_STDDEV = 0.02  # DCGAN's N(0, 0.02) initialisation
 
 
 def _init():
-    # Unseeded here: keras.utils.set_random_seed (trainables.device) seeds them
+    # Unseeded here: keras.utils.set_random_seed (scenetune.trainables.device) seeds them
     # all, and a fixed seed per initializer would give same-shaped layers equal weights.
     return keras.initializers.RandomNormal(0.0, INIT_STDDEV)
 
@@ -103,7 +103,7 @@ def build_discriminator(image_size: int, disc_filters: int, channels: int = 3, d
 
 
 def build_pair(cfg, num_classes: int) -> tuple[keras.Model, keras.Model]:
-    """``(generator, discriminator)`` for a :class:`~trainables.gan_config.GanConfig`."""
+    """``(generator, discriminator)`` for a :class:`~scenetune.trainables.gan.config.GanConfig`."""
     classes = num_classes if cfg.conditional else 0
     generator = build_generator(cfg.latent_dim, cfg.image_size, cfg.gen_filters, cfg.channels,
                                 cfg.gen_activation, classes)

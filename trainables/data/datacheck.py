@@ -1,6 +1,6 @@
 """``scenetune data check ROOT``: decode every image of a dataset once, and say
 which files are bad and why. No TensorFlow: the sweep's driver runs it
-before any trial (:func:`search.tuner.prepare`) and writes the result into the
+before any trial (:func:`scenetune.search.tuner.prepare`) and writes the result into the
 experiment as ``data_check.json``; bad files go into the manifest with split
 ``bad`` and their reason, so a dataset never shrinks silently.
 
@@ -8,7 +8,7 @@ A file is *bad* when it does not decode (empty, truncated, not an image, too
 large to decode safely). A file is *converted* when it decodes but is not a
 plain RGB image of the type its name says (CMYK, grayscale, 16-bit, alpha,
 EXIF-rotated, a PNG saved as ``.jpg``...): it stays in the dataset, decoded
-to correct RGB by :mod:`trainables.decode`. Hidden files (``.DS_Store``,
+to correct RGB by :mod:`scenetune.trainables.data.decode`. Hidden files (``.DS_Store``,
 macOS ``._*`` resource forks) and files without an image extension are
 *skipped*, listed, and never read. Category folders with no usable image are
 listed as *empty*.
@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from trainables.datasets import IMAGE_EXTENSIONS, DatasetError, images_dir, list_images, resolve_categories
-from trainables.decode import UndecodableImage, load_rgb
+from scenetune.trainables.data.datasets import IMAGE_EXTENSIONS, DatasetError, images_dir, list_images, resolve_categories
+from scenetune.trainables.data.decode import UndecodableImage, load_rgb
 
 CHECK_SIDE = 32  # decode JPEGs only this large: enough to prove they decode
 EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP", ".webp": "WEBP"}
@@ -102,7 +102,7 @@ def _skip_reason(name: str) -> str:
 
 def find_skipped(root: str, layout: str, categories: list[str]) -> list[dict]:
     """Hidden files, hidden folders and non-image files inside the category
-    folders: what :func:`trainables.datasets.list_images` leaves out."""
+    folders: what :func:`scenetune.trainables.data.datasets.list_images` leaves out."""
     base = images_dir(root, layout)
     prefix = "Images/" if layout == "mit67" else ""
     skipped = []
@@ -139,7 +139,7 @@ def check_file(path: str) -> tuple[str | None, list[str]]:
 def check_dataset(root: str, layout: str = "mit67", categories="all", workers: int | None = None,
                   progress=None) -> DataCheck:
     """Check every image the dataset would use. Raises
-    :class:`~trainables.datasets.DatasetError` when the root is missing, has
+    :class:`~scenetune.trainables.data.datasets.DatasetError` when the root is missing, has
     no images, or a requested category is absent or has no usable image.
     ``progress(done, total)`` is called as files are checked."""
     started = time.perf_counter()

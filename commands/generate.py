@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from analysis import best_trials, load_experiment, storage
-from trainables.gan_samples import to_uint8
+from scenetune.analysis import best_trials, load_experiment
+
+from scenetune.core import storage
+from scenetune.trainables.gan.samples import to_uint8
 
 MANIFEST = "images.csv"
 CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")

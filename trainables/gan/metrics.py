@@ -1,5 +1,5 @@
 """What the GAN reports about its samples, computed on feature vectors (numpy
-only; the features come from :mod:`trainables.gan_features`).
+only; the features come from :mod:`scenetune.trainables.gan.features`).
 
 - ``fid``: Fréchet distance between Gaussians fitted to real and generated
   features, ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The trace of the

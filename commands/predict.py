@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from trainables.datasets import IMAGE_EXTENSIONS
+from scenetune.trainables.data.datasets import IMAGE_EXTENSIONS
 
 BATCH = 32
 
@@ -79,7 +79,7 @@ def _decode(path: str, image_size: int):
     reason it cannot be read."""
     import numpy as np
 
-    from trainables.decode import UndecodableImage, load_resized
+    from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
     try:
         return load_resized(path, image_size).astype(np.float32), None
@@ -99,7 +99,7 @@ def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str
     import keras
     import numpy as np
 
-    from trainables.gradcam import gradcam, save_overlay
+    from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
 
     net = keras.models.load_model(model_path)
     size = int(net.input_shape[1])

@@ -1,12 +1,12 @@
 """``train_classifier(config)``: the classifier trainable.
 
 Contract (DESIGN.md): reads only its config (validated by
-:class:`~trainables.config.ClassifierConfig`); one Tune iteration per epoch,
+:class:`~scenetune.trainables.classifier.config.ClassifierConfig`); one Tune iteration per epoch,
 each reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried
 trial resumes from ``ray.tune.get_checkpoint()`` at its next epoch.
 
 Data: the manifest's train and val images are decoded once per node and size
-into the decode cache (:mod:`trainables.cache`, built by the first trial that
+into the decode cache (:mod:`scenetune.trainables.data.cache`, built by the first trial that
 needs it, before the clock of ``train_time_s`` starts) and streamed from it
 as uint8 batches. The augmentation runs on the CPU in the input pipeline, or
 as the model's first layer when the trial has a GPU (``augment_on``).
@@ -38,16 +38,16 @@ import pandas as pd
 import tensorflow as tf
 from ray import tune
 
-from analysis import storage
-from trainables import device
-from trainables.augment import RandomAffine
-from trainables.cache import open_cache
-from trainables.config import ClassifierConfig
-from trainables.datasets import manifest_from_csv
-from trainables.faults import inject_fault
-from trainables.models import build_classifier
-from trainables.pipeline import cached_dataset
-from trainables.reporting import report_epoch
+from scenetune.core import storage
+from scenetune.trainables import device
+from scenetune.trainables.data.augment import RandomAffine
+from scenetune.trainables.data.cache import open_cache
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.data.datasets import manifest_from_csv
+from scenetune.trainables.faults import inject_fault
+from scenetune.trainables.classifier.models import build_classifier
+from scenetune.trainables.data.pipeline import cached_dataset
+from scenetune.trainables.reporting import report_epoch
 
 PREDICTIONS = "val_predictions.csv"
 

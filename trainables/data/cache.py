@@ -1,7 +1,7 @@
 """Decode once per scale, per node: a memory-mapped uint8 cache of resized images.
 
 The first trial on a node that needs a dataset at ``size`` px decodes every
-image once (:func:`trainables.decode.load_resized`: DCT scaling, EXIF
+image once (:func:`scenetune.trainables.data.decode.load_resized`: DCT scaling, EXIF
 rotation, correct RGB) into ``[N, size, size, 3]`` uint8; every later epoch
 and every later trial of that size on the node memory-maps it read-only, so
 N trials share one copy of the pages.
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from filelock import FileLock, Timeout
 
-from trainables.decode import UndecodableImage, load_resized
+from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
 CACHE_VERSION = 3  # bump when the decode changes what pixels a file gives
 ENV_VAR = "SCENETUNE_CACHE"

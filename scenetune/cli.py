@@ -24,22 +24,22 @@ class Parser(argparse.ArgumentParser):
 
 def _bad_input_types():
     """Exceptions that mean the user's input is wrong (imported lazily)."""
-    from analysis.experiment import ExperimentError
-    from analysis.report import ReportError
-    from search.replay import ReplayError
-    from search.spec import SpecError
-    from trainables.datasets import DatasetError
-    from trainables.evaluate import EvaluationError
-    from trainables.gan_generate import GenerateError
-    from trainables.predict import PredictError
+    from scenetune.analysis.experiment import ExperimentError
+    from scenetune.analysis.report import ReportError
+    from scenetune.search.replay import ReplayError
+    from scenetune.search.spec import SpecError
+    from scenetune.trainables.data.datasets import DatasetError
+    from scenetune.commands.evaluate import EvaluationError
+    from scenetune.commands.generate import GenerateError
+    from scenetune.commands.predict import PredictError
     return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
             ReportError, EvaluationError, PredictError, GenerateError)
 
 
 def cmd_sweep(args) -> int:
-    from analysis import best_trials, format_best, load_experiment, pareto_trials
-    from search.spec import load_spec
-    from search.tuner import run_sweep
+    from scenetune.analysis import best_trials, format_best, load_experiment, pareto_trials
+    from scenetune.search.spec import load_spec
+    from scenetune.search.tuner import run_sweep
 
     overrides = {"search.num_samples": args.num_samples, "storage": args.storage, "name": args.name}
     spec = load_spec(args.spec, overrides)
@@ -67,7 +67,7 @@ def data_check_line(check: dict) -> str:
 
 
 def cmd_data_check(args) -> int:
-    from trainables.datacheck import check_dataset
+    from scenetune.trainables.data.datacheck import check_dataset
 
     def progress(done, total):
         print(f"checked {done}/{total} files", file=sys.stderr, flush=True)
@@ -79,7 +79,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_best(args) -> int:
-    from analysis import best_trials, format_best, load_experiment, pareto_trials
+    from scenetune.analysis import best_trials, format_best, load_experiment, pareto_trials
 
     exp = load_experiment(args.experiment)
     metric, mode = args.metric or exp.metric, args.mode or exp.mode
@@ -97,7 +97,7 @@ def _progress(message: str) -> None:
 
 
 def cmd_report(args) -> int:
-    from analysis.report import write_report
+    from scenetune.analysis.report import write_report
 
     write_report(args.experiment, args.out, args.by, progress=_progress)
     return 0
@@ -105,7 +105,7 @@ def cmd_report(args) -> int:
 
 def cmd_evaluate(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainables.evaluate import evaluate_experiment  # TensorFlow: imported only by this command
+    from scenetune.commands.evaluate import evaluate_experiment  # TensorFlow: imported only by this command
 
     evaluate_experiment(args.experiment, retrain=args.retrain, progress=_progress)
     return 0
@@ -113,7 +113,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainables.predict import PredictError, format_result, predict_images
+    from scenetune.commands.predict import PredictError, format_result, predict_images
 
     result = predict_images(args.model, args.images, args.top, args.gradcam,
                             progress=lambda m: print(m, file=sys.stderr))
@@ -126,8 +126,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from search.replay import ReplayError, replay
-    from search.tuner import connect
+    from scenetune.search.replay import ReplayError, replay
+    from scenetune.search.tuner import connect
 
     def progress(done, total):
         print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -154,7 +154,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from trainables.synth import write_synthetic
+    from scenetune.trainables.data.synth import write_synthetic
 
     def progress(done, total):
         print(f"\rwriting classes: {done}/{total}", end="" if done < total else "\n", flush=True)
@@ -166,7 +166,7 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from trainables.gan_generate import generate_images  # imports Keras only after checking the input
+    from scenetune.commands.generate import generate_images  # imports Keras only after checking the input
 
     source, paths = generate_images(args.experiment, args.n, args.out, args.trial, args.seed, args.category)
     print(f"wrote {len(paths)} images to {args.out} from trial {source.trial_id} (epoch {source.epoch})")

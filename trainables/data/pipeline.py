@@ -1,19 +1,19 @@
 """The input pipeline: images -> batches of ``(images, labels)`` for ``model.fit``.
 
-Two feeds, one decode (:func:`trainables.decode.load_resized`: DCT scaling,
+Two feeds, one decode (:func:`scenetune.trainables.data.decode.load_resized`: DCT scaling,
 EXIF rotation, correct RGB from any format PIL reads):
 
 - :func:`cached_dataset`, what trials use: uint8 batches gathered from the
-  node's memory-mapped decode cache (:mod:`trainables.cache`), shuffled by
+  node's memory-mapped decode cache (:mod:`scenetune.trainables.data.cache`), shuffled by
   index every epoch, augmented (when asked) by one OpenCV affine warp per
   image in the tf.data map. With augmentation left to the model
-  (:class:`trainables.augment.RandomAffine`, a GPU trial) the CPU only
+  (:class:`scenetune.trainables.data.augment.RandomAffine`, a GPU trial) the CPU only
   copies uint8 rows out of the page cache.
 - :func:`make_dataset`: decodes the files every epoch (no cache), float32
   batches; for one-off passes such as a final evaluation.
 
 Rescaling to what the backbone expects happens inside the model (see
-:mod:`trainables.backbones`), so every backbone takes the same batches, and
+:mod:`scenetune.trainables.classifier.backbones`), so every backbone takes the same batches, and
 uint8 batches are cast to float32 by the model on its device.
 """
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainables.augment import random_warp_uint8
-from trainables.cache import ImageCache
-from trainables.config import Augment
-from trainables.decode import load_resized
+from scenetune.trainables.data.augment import random_warp_uint8
+from scenetune.trainables.data.cache import ImageCache
+from scenetune.trainables.classifier.config import Augment
+from scenetune.trainables.data.decode import load_resized
 
 AUTOTUNE = tf.data.AUTOTUNE
 

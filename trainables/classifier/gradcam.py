@@ -1,5 +1,5 @@
 """Grad-CAM (Selvaraju et al., 2017) for the classifiers built by
-:func:`trainables.models.build_classifier`.
+:func:`scenetune.trainables.classifier.models.build_classifier`.
 
 The heatmap of class ``c`` is ``relu(sum_k w_k A_k)``, where ``A`` is the
 backbone's output feature map (its last convolutional stage) and ``w_k`` the
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from trainables.models import backbone_of
+from scenetune.trainables.classifier.models import backbone_of
 
 
 def _split(model: keras.Model):

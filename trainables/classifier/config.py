@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainables.backbones import BACKBONES, get_backbone
+from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
 
 
 class Strict(BaseModel):
@@ -76,14 +76,14 @@ class DataRef(Strict):
 
 
 class DebugFault(Strict):
-    """Test-only: see :mod:`trainables.faults`."""
+    """Test-only: see :mod:`scenetune.trainables.faults`."""
     epoch: int = Field(1, ge=1)
     mode: Literal["once", "always", "oom"] = "once"
     oom_limit_mb: int = Field(4096, ge=64, description="mode oom: give up (raise) after allocating this much")
 
 
 # Epochs that checkpoint besides a trial's last, set by the sweep from its
-# ``checkpoint.frequency`` (see trainables.reporting); None: every epoch.
+# ``checkpoint.frequency`` (see scenetune.trainables.reporting); None: every epoch.
 CheckpointEpochs = list[Annotated[int, Field(ge=1)]] | None
 
 

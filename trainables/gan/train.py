@@ -1,7 +1,7 @@
 """``train_gan(config)``: the DCGAN trainable.
 
 Contract (DESIGN.md, as the classifier's): reads only its config (validated by
-:class:`~trainables.gan_config.GanConfig`); one Tune iteration per epoch, each
+:class:`~scenetune.trainables.gan.config.GanConfig`); one Tune iteration per epoch, each
 reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried trial
 resumes from ``ray.tune.get_checkpoint()`` at its next epoch, with both
 networks, both optimizers' state and the same fixed latents.
@@ -11,7 +11,7 @@ Training is ``keras.Model.fit`` on :class:`DCGAN`, whose ``train_step`` does
 label smoothing) and one generator update (non-saturating loss) per batch.
 
 Per epoch it reports ``epoch, d_loss, g_loss, d_acc_real, d_acc_fake, fid,
-kid, diversity, collapsed`` (:mod:`trainables.gan_metrics`), ``collapse_reason``,
+kid, diversity, collapsed`` (:mod:`scenetune.trainables.gan.metrics`), ``collapse_reason``,
 ``fid_extractor``, ``epoch_time_s``, ``train_time_s`` (cumulative fit time),
 ``eval_time_s`` (this epoch's metric time) and ``images_per_s``. It writes the
 fixed-latent sample grid to ``samples/epoch_NNNN.png`` and
@@ -34,18 +34,18 @@ import tensorflow as tf
 from keras import ops
 from ray import tune
 
-from trainables import device
-from trainables.classifier import load_split
-from trainables.faults import inject_fault
-from trainables.gan_checkpoint import STATE, load_checkpoint, save_checkpoint
-from trainables.gan_config import GanConfig
-from trainables.gan_features import build_extractor, run_batched
-from trainables.gan_metrics import (collapse_state, diversity, discriminator_saturated, feature_stats,
+from scenetune.trainables import device
+from scenetune.trainables.classifier.train import load_split
+from scenetune.trainables.faults import inject_fault
+from scenetune.trainables.gan.checkpoint import STATE, load_checkpoint, save_checkpoint
+from scenetune.trainables.gan.config import GanConfig
+from scenetune.trainables.gan.features import build_extractor, run_batched
+from scenetune.trainables.gan.metrics import (collapse_state, diversity, discriminator_saturated, feature_stats,
                                     frechet_distance, kid, mean_pairwise_distance)
-from trainables.gan_models import build_pair
-from trainables.gan_samples import save_grid
-from trainables.pipeline import make_dataset
-from trainables.reporting import report_epoch
+from scenetune.trainables.gan.models import build_pair
+from scenetune.trainables.gan.samples import save_grid
+from scenetune.trainables.data.pipeline import make_dataset
+from scenetune.trainables.reporting import report_epoch
 
 SAMPLES_DIR = "samples"
 TRACKED = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")

@@ -1,7 +1,7 @@
 """One image decode for the whole project: file -> correct RGB uint8 pixels.
 
-The data check (:mod:`trainables.datacheck`, in the driver), the decode cache
-(:mod:`trainables.cache`, in trials) and :func:`trainables.pipeline.decode_resize`
+The data check (:mod:`scenetune.trainables.data.datacheck`, in the driver), the decode cache
+(:mod:`scenetune.trainables.data.cache`, in trials) and :func:`scenetune.trainables.data.pipeline.decode_resize`
 all call :func:`load_rgb`, so an image means the same pixels everywhere. No
 TensorFlow: PIL decodes what TensorFlow's ``decode_jpeg`` gets wrong or
 refuses (EXIF orientation, CMYK and YCCK JPEGs, 16-bit PNGs, palette and

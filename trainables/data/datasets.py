@@ -48,7 +48,7 @@ def seed25_categories() -> list[str]:
 
 
 def seed25_counts() -> list[dict]:
-    text = resources.files("trainables").joinpath("data/seed25_counts.csv").read_text()
+    text = resources.files(__package__).joinpath("seed25_counts.csv").read_text()
     return [dict(r, images=int(r["images"]), seed_test_support=int(r["seed_test_support"]))
             for r in csv.DictReader(io.StringIO(text))]
 

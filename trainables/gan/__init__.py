@@ -1,0 +1,2 @@
+"""The DCGAN trainable: its config, models, metrics (FID, KID, diversity),
+features, samples, checkpoints and the training loop (:mod:`.train`)."""
