@@ -13,7 +13,6 @@ import math
 
 import pandas as pd
 import yaml
-
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.pareto import objectives_of, pareto_front
 

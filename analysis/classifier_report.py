@@ -14,10 +14,7 @@ import io
 import os
 
 import pandas as pd
-
 from scenetune.analysis import figures
-
-from scenetune.core import storage
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import read_final
@@ -25,6 +22,7 @@ from scenetune.analysis.importance import param_importances
 from scenetune.analysis.search_report import pareto_section, progressive_section
 from scenetune.analysis.section import Section
 from scenetune.analysis.tables import classification_table, model_summary, table_by
+from scenetune.core import storage
 
 VAL_PREDICTIONS = "val_predictions.csv"
 

@@ -23,28 +23,29 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import yaml
-
 from scenetune.core import storage
+from scenetune.core.errors import UserError
+from scenetune.core.layout import (
+    DATA_CHECK_FILE,
+    OWN_DIRS,
+    RESOLVED_CONFIG_FILE,
+    SPEC_FILE,
+)
+from scenetune.core.rungs import scheduler_rungs
 
-SPEC_FILE = "scenetune_spec.yaml"
-MANIFEST_FILE = "split.csv"
-DATA_CHECK_FILE = "data_check.json"  # written by the sweep's data check (scenetune.trainables.data.datacheck)
-OWN_DIRS = ("final", "report")  # scenetune evaluate / report outputs, not trials
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "checkpoint_dir_name")
 TUNE_STATUS = {"TERMINATED": "completed", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
                "PAUSED": "pending"}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError):
     """Not an experiment directory we can read."""
 
 
@@ -57,6 +58,14 @@ class Experiment:
     spec: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     data_check: dict = field(default_factory=dict)  # bad/converted/skipped files; {} when none recorded
+    # trial_id -> the config the trial ran with, every default filled in (its
+    # scenetune_config.json); trials that wrote none (older ones) are absent.
+    resolved: dict[str, dict] = field(default_factory=dict)
+
+    def resolved_values(self, key: str) -> list:
+        """The distinct values of a resolved config ``key`` over the trials, in trial order."""
+        values = [config[key] for config in self.resolved.values() if key in config]
+        return list(dict.fromkeys(values))
 
     @property
     def metric(self) -> str:
@@ -83,55 +92,6 @@ class Experiment:
             return self.trials
         return self.trials.loc[self.trials["status"] == "errored", ["trial_id", "trial_dir", "epochs", "failures",
                                                                      "error"]]
-
-
-def asha_rungs(scheduler: dict, bracket: int | None = None) -> list[int]:
-    """The epochs at which Ray Tune's ``ASHAScheduler`` judges a trial, for
-    the spec's ``scheduler`` block: of one ``bracket``, or of all of them
-    (None). Bracket s's milestones are ``grace_period * reduction_factor**(k
-    + s)``, as many as ``int(log(max_t / grace) / log(factor) - s + 1)``
-    (numpy's logs, as Ray takes them); a trial is judged at the first epoch
-    that reaches one, so a fractional milestone (factor 1.5) is judged at the
-    epoch above it."""
-    if scheduler.get("name") != "asha" or not scheduler.get("max_t"):
-        return []
-    max_t, grace, factor = scheduler["max_t"], scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4)
-    brackets = range(scheduler.get("brackets") or 1) if bracket is None else [bracket]
-    return sorted({math.ceil(grace * factor ** (k + s) - 1e-9) for s in brackets
-                   for k in range(int(np.log(max_t / grace) / np.log(factor) - s + 1))})
-
-
-def hyperband_brackets(scheduler: dict) -> list[tuple[int, int]]:
-    """``(trials, first milestone)`` of each bracket of one band of Ray Tune's
-    ``HyperBandScheduler``: bracket s holds ``ceil(s_max / (s + 1) *
-    factor**s)`` trials and first pauses them at ``int(max_t * factor**-s)``
-    (a bracket that would start at 0 is skipped, as Ray skips it)."""
-    if scheduler.get("name") != "hyperband" or not scheduler.get("max_t"):
-        return []
-    max_t, factor = scheduler["max_t"], scheduler.get("reduction_factor", 3)
-    s_max = int(np.round(np.log(max_t) / np.log(factor))) + 1
-    return [(int(np.ceil(s_max / (s + 1) * factor ** s)), int(max_t * factor ** (-s))) for s in range(s_max)
-            if int(max_t * factor ** (-s)) > 0]
-
-
-def hyperband_milestones(scheduler: dict) -> list[int]:
-    """The epochs at which Ray Tune's ``HyperBandScheduler`` pauses a trial
-    and halves its bracket: each bracket's first milestone, multiplied by the
-    factor (truncated) at each halving, up to ``max_t``."""
-    milestones = set()
-    max_t, factor = scheduler.get("max_t"), scheduler.get("reduction_factor", 3)
-    for halvings, (_, r) in enumerate(hyperband_brackets(scheduler)):
-        milestones.add(r)
-        for _ in range(halvings):
-            r = int(min(r * factor, max_t))
-            milestones.add(r)
-    return sorted(milestones)
-
-
-def scheduler_rungs(scheduler: dict) -> list[int]:
-    """The epochs at which the spec's scheduler may stop (or pause) a trial:
-    ASHA's rungs over all its brackets, or HyperBand's milestones."""
-    return asha_rungs(scheduler) or hyperband_milestones(scheduler)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -278,7 +238,7 @@ def load_experiment(uri: str) -> Experiment:
     rungs = scheduler_rungs(scheduler)
     states = _trial_states(uri, notes)
     by_dir = {state["dir"]: trial_id for trial_id, state in states.items() if state.get("dir")}
-    trial_rows, epoch_rows, configs = [], [], {}
+    trial_rows, epoch_rows, configs, resolved = [], [], {}, {}
     for name, is_dir in storage.list_dir(uri):
         if not is_dir or name.startswith(".") or name in OWN_DIRS:
             continue
@@ -300,6 +260,12 @@ def load_experiment(uri: str) -> Experiment:
                          "continue it); left out")
             continue
         configs[trial_id] = config
+        if RESOLVED_CONFIG_FILE in entries:
+            resolved_uri = storage.join(trial_uri, RESOLVED_CONFIG_FILE)
+            try:
+                resolved[trial_id] = json.loads(storage.read_text(resolved_uri))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                notes.append(f"{resolved_uri}: not valid JSON; the trial's defaults are unknown")
         state = states.get(trial_id, {})
         for r in results:  # one frame at the end: far faster than a frame per trial
             row = {k: v for k, v in r.items() if k not in IGNORED_RESULT_KEYS}
@@ -327,7 +293,7 @@ def load_experiment(uri: str) -> Experiment:
     epochs = pd.DataFrame(epoch_rows)
     if "trial_id" in epochs:
         epochs["trial_id"] = epochs["trial_id"].astype(str)
-    experiment = Experiment(uri, trials, epochs, configs, spec, notes)
+    experiment = Experiment(uri, trials, epochs, configs, spec, notes, resolved=resolved)
     check_uri = storage.join(uri, DATA_CHECK_FILE)
     if storage.exists(check_uri):
         experiment.data_check = json.loads(storage.read_text(check_uri))

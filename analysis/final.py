@@ -14,14 +14,8 @@ import json
 from dataclasses import dataclass
 
 import pandas as pd
-
 from scenetune.core import storage
-
-FINAL_DIR = "final"
-PREDICTIONS_FILE = "test_predictions.csv"
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.keras"
-GRADCAM_DIR = "gradcam"
+from scenetune.core.layout import FINAL_DIR, GRADCAM_DIR, METRICS_FILE, PREDICTIONS_FILE
 
 
 @dataclass

@@ -24,14 +24,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
-
 from scenetune.analysis import style
-
-from scenetune.core import storage
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.section import Section
-from scenetune.trainables.gan.metrics import COLLAPSE_DIVERSITY  # numpy-only module: no TensorFlow
+from scenetune.core import storage
+from scenetune.core.layout import SAMPLES_DIR
 
 WIDTH_KEYS = ["gen_filters", "disc_filters", "latent_dim", "image_size", "gen_learning_rate",
               "disc_learning_rate", "batch_size", "d_steps", "grayscale", "conditional"]
@@ -40,7 +38,7 @@ METRIC_KEYS = ["fid", "kid", "diversity", "collapsed", "d_acc_real", "d_acc_fake
 
 def _samples_uri(exp: Experiment, trial_id: str, name: str) -> str:
     trial_dir = exp.trials.set_index("trial_id").loc[trial_id, "trial_dir"]
-    return storage.join(exp.uri, trial_dir, "samples", name)
+    return storage.join(exp.uri, trial_dir, SAMPLES_DIR, name)
 
 
 def _read_image(uri: str) -> Image.Image | None:
@@ -93,8 +91,9 @@ def _curves(exp: Experiment, path: str) -> str:
     for ax in axes[0]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set(xlabel="epoch", ylabel="FID (lower is better)", title="FID by epoch")
-    axes[0][1].axhline(COLLAPSE_DIVERSITY, color="#000000", linestyle="--", linewidth=1,
-                       label=f"collapse threshold ({COLLAPSE_DIVERSITY})")
+    for threshold in exp.resolved_values("collapse_diversity"):  # what the trials ran with
+        axes[0][1].axhline(threshold, color="#000000", linestyle="--", linewidth=1,
+                           label=f"collapse threshold ({threshold:g})")
     axes[0][1].set(xlabel="epoch", ylabel="diversity (generated / real spread)", title="Diversity by epoch")
     axes[0][1].legend(loc="best")
     return style.save(fig, path)
@@ -160,6 +159,7 @@ def gan_sections(exp: Experiment, out_dir: str, top: int = 3, strip_epochs: int 
             title = f"{trial_id}: the same latents, epoch by epoch"
             strips[title] = _strip_figure(strip, shown, title, os.path.join(fig_dir, f"gan_epochs_{trial_id}.png"))
     curves = _curves(exp, os.path.join(fig_dir, "gan_fid_diversity.png"))
+    thresholds = " or ".join(f"{v:g}" for v in exp.resolved_values("collapse_diversity")) or "the trials' threshold"
 
     extractors = sorted(exp.epochs["fid_extractor"].dropna().unique()) if "fid_extractor" in exp.epochs else []
     note = (f"FID and KID are measured in the features of `{extractors[0]}`." if len(extractors) == 1 else
@@ -176,7 +176,7 @@ def gan_sections(exp: Experiment, out_dir: str, top: int = 3, strip_epochs: int 
                 "Columns that turn into one image are the mode collapse of the seed report's Figure 3.",
                 figures=strips),
         Section("GAN: FID and diversity by epoch",
-                f"Every trial; crosses mark epochs flagged `collapsed` (diversity below {COLLAPSE_DIVERSITY} or "
+                f"Every trial; crosses mark epochs flagged `collapsed` (diversity below {thresholds} or "
                 f"a saturated discriminator for several epochs in a row). {collapsed} of "
                 f"{exp.trials['trial_id'].nunique()} trials collapsed at some epoch. {note}",
                 figures={"FID (left) and diversity (right) of every trial, by epoch": curves}),

@@ -21,13 +21,14 @@ import os
 import warnings
 from typing import Callable
 
-from scenetune.core import storage
 from scenetune.analysis.account import overview_section
 from scenetune.analysis.classifier_report import classifier_sections
 from scenetune.analysis.experiment import Experiment, ExperimentError, load_experiment
 from scenetune.analysis.gan_report import gan_sections
 from scenetune.analysis.render import render_html, render_markdown, write_tables
 from scenetune.analysis.section import Section
+from scenetune.core import storage
+from scenetune.core.errors import UserError
 
 SECTIONS: dict[str, Callable[..., list[Section]]] = {
     "classifier": classifier_sections,
@@ -35,7 +36,7 @@ SECTIONS: dict[str, Callable[..., list[Section]]] = {
 }
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad input to ``scenetune report``."""
 
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report
-
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import FinalEvaluation
+from sklearn.metrics import classification_report
 
 # Augmentation values that mean "off" (scenetune.trainables.classifier.config.Augment's defaults).
 AUGMENT_OFF = {"rotation_range": 0, "zoom_range": 0, "width_shift_range": 0, "height_shift_range": 0,
@@ -114,12 +113,12 @@ def _augmentation(config: dict) -> str:
 def model_summary(exp: Experiment, final: FinalEvaluation | None = None,
                   networks: dict[str, str] | None = None) -> pd.DataFrame:
     """Table 2: the best trial of each backbone, in the report's layout.
-    ``networks`` maps backbone names to the pretrained network's name (the
-    backbone registry's Keras application); a name not in it is not pretrained."""
+    ``networks`` maps backbone names to the pretrained network's name; by
+    default, what the trials recorded in their resolved configs (a backbone
+    with none recorded is shown as not pretrained)."""
     if networks is None:
-        from scenetune.trainables.classifier.backbones import BACKBONES  # plain data, no TensorFlow
-
-        networks = {name: b.application for name, b in BACKBONES.items() if b.pretrained}
+        networks = {c["backbone"]: c["backbone_network"] for c in exp.resolved.values()
+                    if c.get("backbone") and c.get("backbone_network")}
     trials = scored_trials(exp)
     if "config/backbone" not in trials:
         trials["config/backbone"] = "(default)"

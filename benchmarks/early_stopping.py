@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,8 +62,7 @@ def main() -> int:
         parser.error(f"--candidates: unknown {unknown}; known: {list(CANDIDATES)}")
 
     import ray
-
-    from scenetune.search.replay import load_recording, replay_once
+    from scenetune.commands.replay import load_recording, replay_once
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     plain = load_recording(args.fixture, rank_by=("val_accuracy", "max"))

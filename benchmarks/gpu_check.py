@@ -76,8 +76,8 @@ def main() -> int:
     if shutil.which("nvidia-smi") is None or not subprocess.run(["nvidia-smi", "-L"], capture_output=True).stdout:
         print("gpu_check: needs an NVIDIA GPU (nvidia-smi finds none); nothing measured", file=sys.stderr)
         return 2
-    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
     from scenetune.trainables.data.synth import write_synthetic
+    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
 
     started = time.perf_counter()
     total = gpu_total_mb()[0]

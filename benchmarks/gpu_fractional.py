@@ -103,8 +103,8 @@ def main() -> int:
         print("gpu_fractional: needs an NVIDIA GPU (nvidia-smi finds none); nothing measured", file=sys.stderr)
         return 2
 
-    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
     from scenetune.trainables.data.synth import write_synthetic
+    from scenetune.trainables.device import gpu_memory_plan, gpu_total_mb
 
     total = gpu_total_mb()[0]
     cpus = os.cpu_count() or 4

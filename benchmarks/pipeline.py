@@ -228,10 +228,9 @@ def main(argv=None) -> int:
 
     import keras
     import tensorflow as tf
-
+    from scenetune.trainables.classifier.config import Augment
     from scenetune.trainables.data.augment import random_augment, random_warp_uint8
     from scenetune.trainables.data.cache import open_cache
-    from scenetune.trainables.classifier.config import Augment
     from scenetune.trainables.data.datacheck import check_dataset
     from scenetune.trainables.data.pipeline import cached_dataset
 

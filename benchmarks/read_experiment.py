@@ -166,7 +166,6 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s: {out}")
 
         from ray.tune import ExperimentAnalysis
-
         from scenetune.analysis import load_experiment
 
         def ours():

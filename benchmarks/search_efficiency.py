@@ -95,7 +95,7 @@ def needed_within(runs, best: float, tolerance: float):
     """Per run, the compute spent until its best first came within
     ``tolerance`` of ``best``; a run that never came that near counts all it
     spent (a lower bound on what it needed)."""
-    from scenetune.search.replay import compute_to_reach
+    from scenetune.commands.replay import compute_to_reach
 
     def needed(run):
         reached = compute_to_reach(run["improvements"], best - tolerance, "max")
@@ -168,7 +168,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as workdir:
             record(workdir, args.fixture, args.trials, args.epochs, args.per_class, args.classes)
 
-    from scenetune.search.replay import replay
+    from scenetune.commands.replay import replay
 
     def progress(done, total):
         print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -216,7 +216,7 @@ def main() -> int:
     print("\nneeded vs random search without early stopping, by how near the best counts as reached "
           "(1 point: the goal's; wider targets take more of the recorded trials)")
     print(by_tolerance.rename(columns={"rank_by": "ASHA ranks by"}).to_markdown(index=False, floatfmt=".2f"))
-    from scenetune.search.replay import load_recording
+    from scenetune.commands.replay import load_recording
 
     rec = load_recording(args.fixture)
     grace = int(rec.scheduler.get("grace_period") or 1)

@@ -24,13 +24,21 @@ import warnings
 from typing import Callable
 
 import numpy as np
-
-from scenetune.core import storage
 from scenetune.analysis.best import best_trials
-from scenetune.analysis.experiment import MANIFEST_FILE, ExperimentError, load_experiment
-from scenetune.analysis.final import GRADCAM_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, final_uri
+from scenetune.analysis.experiment import ExperimentError, load_experiment
+from scenetune.analysis.final import final_uri
+from scenetune.core import storage
+from scenetune.core.layout import (
+    GRADCAM_DIR,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    latest_checkpoint,
+)
 from scenetune.trainables.classifier.config import ClassifierConfig
-from scenetune.trainables.data.datasets import manifest_from_csv
+from scenetune.trainables.classifier.scores import predictions_frame, scores
+from scenetune.trainables.data.datasets import manifest_from_csv, split_rows
 
 GRADCAM_SCALE_TO = 192  # overlays are enlarged to about this many pixels a side
 
@@ -39,20 +47,12 @@ class EvaluationError(ExperimentError):
     """The experiment cannot be evaluated (bad input: exit status 2)."""
 
 
-def latest_checkpoint(trial_uri: str) -> str | None:
-    names = sorted(name for name, is_dir in storage.list_dir(trial_uri) if is_dir and name.startswith("checkpoint_"))
-    return storage.join(trial_uri, names[-1]) if names else None
-
-
-def split_rows(uri: str, root: str, split: str, classes: list[str]):
-    """``(absolute paths, label indices, manifest rows)`` of one split."""
+def experiment_split(uri: str, root: str, split: str, classes: list[str]):
+    """``(absolute paths, label indices, manifest rows)`` of one split of the experiment's manifest."""
     manifest_uri = storage.join(uri, MANIFEST_FILE)
     if not storage.exists(manifest_uri):
         raise EvaluationError(f"{uri}: no {MANIFEST_FILE} (the experiment's split manifest)")
-    manifest = manifest_from_csv(storage.read_text(manifest_uri))
-    rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    index = {name: i for i, name in enumerate(classes)}
-    return [os.path.join(root, p) for p in rows["path"]], [index[label] for label in rows["label"]], rows
+    return split_rows(manifest_from_csv(storage.read_text(manifest_uri)), root, split, classes)
 
 
 def _pick_gradcam(true: np.ndarray, probs: np.ndarray, per_kind: int) -> list[int]:
@@ -92,16 +92,14 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
     classes, root = cfg.data.classes, cfg.data.root
     if not os.path.isdir(root):
         raise EvaluationError(f"data.root: {root} (the experiment's dataset) does not exist on this machine")
-    test_paths, test_labels, test_rows = split_rows(uri, root, "test", classes)
+    test_paths, test_labels, test_rows = experiment_split(uri, root, "test", classes)
     if not test_paths:
         raise EvaluationError(f"{uri}: the manifest has no test split")
 
     import keras
-
     from scenetune.trainables import device
-    from scenetune.trainables.classifier.train import predictions_frame
-    from scenetune.trainables.classifier.gradcam import save_overlay
     from scenetune.trainables.classifier.gradcam import gradcam as grad_cam
+    from scenetune.trainables.classifier.gradcam import save_overlay
     from scenetune.trainables.data.decode import load_resized
     from scenetune.trainables.data.pipeline import make_dataset
 
@@ -119,7 +117,7 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         progress(f"evaluating on the {len(test_paths)} images of the test split (once)")
         probs = model.predict(make_dataset(test_paths, test_labels, cfg.image_size, cfg.batch_size), verbose=0)
         labels = np.asarray(test_labels)
-        picked = np.clip(probs[np.arange(len(probs)), labels], 1e-7, 1.0)
+        test = scores(probs, labels)
         predictions = predictions_frame(test_rows, probs, classes)
 
         progress("drawing Grad-CAM heatmaps of right and wrong test images")
@@ -144,7 +142,7 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         storage.write_bytes(storage.join(out, MODEL_FILE), open(model_path, "rb").read())
     metrics = {"trial_id": trial_id, "retrain": retrain, "epochs": epochs,
                "checkpoint": None if retrain else checkpoint,
-               "accuracy": float((probs.argmax(axis=1) == labels).mean()), "loss": float(-np.log(picked).mean()),
+               "accuracy": test["accuracy"], "loss": test["loss"],
                "test_images": int(len(probs)), "classes": classes, "image_size": cfg.image_size,
                "config": {k: v for k, v in exp.configs[trial_id].items() if k != "data"},
                "seconds": round(time.perf_counter() - started, 2), "gradcam": cams}
@@ -161,7 +159,7 @@ def _retrain(cfg: ClassifierConfig, uri: str, root: str, classes: list[str], epo
 
     paths, labels = [], []
     for split in ("train", "val"):
-        split_paths, split_labels, _ = split_rows(uri, root, split, classes)
+        split_paths, split_labels, _ = experiment_split(uri, root, split, classes)
         paths += split_paths
         labels += split_labels
     train = make_dataset(paths, labels, cfg.image_size, cfg.batch_size, cfg.augment, shuffle=True, seed=cfg.seed,

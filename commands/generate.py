@@ -20,17 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from PIL import Image
-
 from scenetune.analysis import best_trials, load_experiment
-
 from scenetune.core import storage
+from scenetune.core.errors import UserError
 from scenetune.trainables.gan.samples import to_uint8
 
 MANIFEST = "images.csv"
 CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 
 
-class GenerateError(ValueError):
+class GenerateError(UserError):
     """Bad input to ``scenetune generate``."""
 
 

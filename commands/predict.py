@@ -15,12 +15,14 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from scenetune.core.errors import UserError
+from scenetune.core.layout import MODEL_FILE
 from scenetune.trainables.data.datasets import IMAGE_EXTENSIONS
 
 BATCH = 32
 
 
-class PredictError(ValueError):
+class PredictError(UserError):
     """Bad input to ``scenetune predict`` (exit status 2)."""
 
 
@@ -39,7 +41,7 @@ class PredictResult:
 
 def resolve_model(model: str) -> tuple[str, list[str]]:
     """``(model.keras path, class names)``."""
-    path = os.path.join(model, "model.keras") if os.path.isdir(model) else model
+    path = os.path.join(model, MODEL_FILE) if os.path.isdir(model) else model
     if not os.path.isfile(path):
         raise PredictError(f"MODEL: {model}: no such model file" + (" (no model.keras in that folder)"
                                                                   if os.path.isdir(model) else ""))
@@ -78,7 +80,6 @@ def _decode(path: str, image_size: int):
     """The image as the model takes it (the pipeline's own decode), or the
     reason it cannot be read."""
     import numpy as np
-
     from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
     try:
@@ -98,7 +99,6 @@ def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str
 
     import keras
     import numpy as np
-
     from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
 
     net = keras.models.load_model(model_path)

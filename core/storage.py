@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import posixpath
 
-import pyarrow.fs as pafs
-
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 
 
@@ -41,8 +39,14 @@ def join(uri: str, *parts: str) -> str:
     return os.path.join(uri, *parts)
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path inside it)`` for a URI or local path."""
+def _pafs():
+    import pyarrow.fs  # imported on first use: the bottom layer imports nothing heavy
+    return pyarrow.fs
+
+
+def resolve(uri: str):
+    """``(pyarrow filesystem, path inside it)`` for a URI or local path."""
+    pafs = _pafs()
     uri = normalize(uri)
     if is_remote(uri):
         return pafs.FileSystem.from_uri(uri)
@@ -50,11 +54,13 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def exists(uri: str) -> bool:
+    pafs = _pafs()
     fs, path = resolve(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def is_dir(uri: str) -> bool:
+    pafs = _pafs()
     fs, path = resolve(uri)
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
@@ -82,6 +88,7 @@ def write_text(uri: str, text: str) -> None:
 
 def list_dir(uri: str) -> list[tuple[str, bool]]:
     """``[(name, is_directory)]`` of the entries directly under ``uri``."""
+    pafs = _pafs()
     fs, path = resolve(uri)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     return sorted((info.base_name, info.type == pafs.FileType.Directory) for info in infos)
@@ -89,6 +96,7 @@ def list_dir(uri: str) -> list[tuple[str, bool]]:
 
 def download_dir(uri: str, local_dir: str) -> str:
     """Copy a remote directory to ``local_dir`` (a no-op returning ``uri`` when local)."""
+    pafs = _pafs()
     if not is_remote(uri):
         return normalize(uri)
     fs, path = resolve(uri)

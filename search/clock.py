@@ -19,7 +19,6 @@ import json
 import time
 
 from ray.tune import Callback
-
 from scenetune.core import storage
 
 TIMINGS_FILE = "sweep_timings.json"

@@ -12,15 +12,31 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, StrictInt, field_validator, model_validator
-
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from scenetune.core import storage
-from scenetune.analysis.experiment import asha_rungs, hyperband_brackets, scheduler_rungs
-from scenetune.spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
-from scenetune.trainables import METRICS, TRAINABLES, TUNE_METRICS, config_model
+from scenetune.core.errors import UserError
+from scenetune.core.registry import SAMPLERS, SWEEP_SCHEDULERS, TRAINABLES, trainable
+from scenetune.core.rungs import asha_rungs, hyperband_brackets, scheduler_rungs
+from scenetune.spaces import (
+    Param,
+    SpaceError,
+    deep_merge,
+    flatten,
+    get_path,
+    parse_space,
+    set_path,
+)
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A sweep spec that cannot run; the message names the key at fault."""
 
 
@@ -55,7 +71,7 @@ class DataSpec(Strict):
 
 class SearchSpec(Strict):
     algorithm: Literal["optuna", "random", "grid"] = "optuna"
-    sampler: Literal["tpe", "random", "cmaes", "nsga2", "qmc"] = "tpe"
+    sampler: Literal[SAMPLERS] = "tpe"
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     seed: int = 0
@@ -71,7 +87,7 @@ RANK_AT_RUNGS = {("classifier", "val_accuracy"): ("val_loss", "min")}
 
 
 class SchedulerSpec(Strict):
-    name: Literal["asha", "hyperband", "none"] = Field(
+    name: Literal[SWEEP_SCHEDULERS] = Field(
         "asha", description="asha: asynchronous successive halving; hyperband: Ray's synchronous HyperBand "
                             "(KerasTuner's algorithm: brackets that pause trials at each milestone); none")
     max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
@@ -150,7 +166,7 @@ class SweepSpec(Strict):
         epochs = self.params.get("epochs")
         if epochs is not None:
             return int(max(epochs.args) if epochs.is_categorical else epochs.high)
-        return int(get_path(self.fixed, "epochs", config_model(self.trainable).model_fields["epochs"].default))
+        return int(get_path(self.fixed, "epochs", trainable(self.trainable).config_model().model_fields["epochs"].default))
 
     def checkpoint_epochs(self) -> list[int]:
         """The epochs at which trials checkpoint, besides each trial's last
@@ -193,7 +209,7 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(_describe(e)) from None
-    known = METRICS[spec.trainable] + TUNE_METRICS
+    known = list(trainable(spec.trainable).known_metrics)
     if spec.metric not in known:
         raise SpecError(f"metric: {spec.metric!r} is not reported by {spec.trainable}; known: {', '.join(known)}")
     _check_objectives(spec, raw, known)
@@ -242,7 +258,7 @@ def _check_space(spec: SweepSpec) -> None:
         params = spec.params
     except SpaceError as e:
         raise SpecError(str(e)) from None
-    model = config_model(spec.trainable)
+    model = trainable(spec.trainable).config_model()
     try:
         model.model_validate(spec.fixed)
     except ValidationError as e:
@@ -349,7 +365,7 @@ def _check_scheduler(spec: SweepSpec) -> None:
         raise SpecError("scheduler.metric and scheduler.mode: give both (e.g. val_loss, min) or neither")
     if sched.metric is None:
         sched.metric, sched.mode = RANK_AT_RUNGS.get((spec.trainable, spec.metric), (None, None))
-    known = METRICS[spec.trainable] + TUNE_METRICS
+    known = list(trainable(spec.trainable).known_metrics)
     if sched.metric is not None and sched.metric not in known:
         raise SpecError(f"scheduler.metric: {sched.metric!r} is not reported by {spec.trainable}; "
                         f"known: {', '.join(known)}")

@@ -14,27 +14,36 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-import yaml
 import ray
+import yaml
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+)
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
-
-from scenetune.core import storage
-from scenetune.analysis.experiment import hyperband_brackets
+from scenetune.core import registry, storage
+from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
+from scenetune.core.rungs import hyperband_brackets
 from scenetune.search.clock import SweepClock
-from scenetune.search.ray_compat import (recycle_grown_workers, save_every_trial_status, set_restored_callbacks,
-                               tolerate_killed_trial_workers)
+from scenetune.search.ray_compat import (
+    recycle_grown_workers,
+    save_every_trial_status,
+    set_restored_callbacks,
+    tolerate_killed_trial_workers,
+)
 from scenetune.search.spec import SpecError, SweepSpec, parse_spec
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
-from scenetune.trainables import get_trainable
 from scenetune.trainables.data.datacheck import check_dataset, enforce
-from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
+from scenetune.trainables.data.datasets import (
+    SplitSpec,
+    build_manifest,
+    manifest_to_csv,
+)
 
-SPEC_FILE = "scenetune_spec.yaml"
-MANIFEST_FILE = "split.csv"
-DATA_CHECK_FILE = "data_check.json"
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
 WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
 
@@ -60,7 +69,7 @@ def make_sampler(name: str, seed: int, num_samples: int) -> optuna.samplers.Base
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(startup, 4))
         case "qmc":
             return optuna.samplers.QMCSampler(seed=seed)
-    raise ValueError(f"search.sampler: unknown sampler {name!r}")
+    raise SpecError(f"search.sampler: unknown sampler {name!r}; known: {', '.join(registry.SAMPLERS)}")
 
 
 class ExperimentExists(SpecError):
@@ -193,9 +202,21 @@ def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
+def trial_function(name: str):
+    """``fn(config)`` that imports and runs the named trainable's train
+    function in the trial process: the driver never imports its module."""
+    record = registry.trainable(name)
+
+    def run(config: dict) -> None:
+        return record.train_function()(config)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
 def trainable(spec: SweepSpec):
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(get_trainable(spec.trainable), resources)
+    return tune.with_resources(trial_function(spec.trainable), resources)
 
 
 def _progress(done: int, total: int) -> None:

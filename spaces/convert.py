@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 import optuna.distributions as od
 from ray import tune
-
 from scenetune.spaces.params import Param
 
 

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from scenetune.core.errors import UserError
+
 # kind -> (number of arguments, description used in error messages)
 KINDS: dict[str, tuple[int | None, str]] = {
     "choice": (None, "a non-empty list of values"),
@@ -36,7 +38,7 @@ KINDS: dict[str, tuple[int | None, str]] = {
 SCALAR = (str, int, float, bool, type(None))
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A declaration that cannot be used; ``key`` names the space entry."""
 
     def __init__(self, key: str, message: str):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 
-
 STEP_MB = 64
 
 

@@ -10,12 +10,14 @@ checkpoints every epoch. A retried trial resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
 
 from ray import tune
+from scenetune.core.layout import RESOLVED_CONFIG_FILE
 
 
 def wants_checkpoint(epoch: int, last_epoch: int, checkpoint_epochs: list[int] | None) -> bool:
@@ -54,3 +56,14 @@ def report_epoch(metrics: dict, epoch: int, last_epoch: int, checkpoint_epochs: 
         save(tmp)
         written = {"checkpoint_s": time.perf_counter() - started, "checkpoint_mb": folder_mb(tmp)}
         tune.report({**metrics, **written}, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def write_resolved_config(cfg, **facts) -> str:
+    """Write the trial's config with every default filled in (and ``facts``
+    the trainable derives from it) to its working directory, which Ray Tune
+    syncs to the trial's folder: the report reads values from there instead
+    of importing the trainable's defaults. Returns the file's path."""
+    resolved = {**cfg.model_dump(mode="json", exclude={"data"}), **facts}
+    with open(RESOLVED_CONFIG_FILE, "w") as f:
+        json.dump(resolved, f, indent=2, default=str)
+    return os.path.abspath(RESOLVED_CONFIG_FILE)

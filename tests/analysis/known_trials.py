@@ -15,10 +15,10 @@ import os
 
 import pandas as pd
 from ray import tune
-
 from scenetune.search.spec import parse_spec
 from scenetune.search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
 from scenetune.spaces import deep_merge
+
 from tests.conftest import BASE_SPEC, deep_update
 
 # (backbone, image_size, seed) -> per-epoch val_accuracy and epoch_time_s; fail_at: raise at that epoch.

@@ -5,9 +5,13 @@ import math
 
 import pytest
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
-
 from scenetune.analysis import load_experiment
-from scenetune.analysis.experiment import asha_rungs, hyperband_brackets, hyperband_milestones, scheduler_rungs
+from scenetune.core.rungs import (
+    asha_rungs,
+    hyperband_brackets,
+    hyperband_milestones,
+    scheduler_rungs,
+)
 
 pytestmark = pytest.mark.slow
 

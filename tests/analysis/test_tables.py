@@ -4,12 +4,12 @@ import statistics
 
 import pandas as pd
 import pytest
-from sklearn.metrics import classification_report
-
 from scenetune.analysis import load_experiment
 from scenetune.analysis.classifier_report import best_val_predictions
 from scenetune.analysis.tables import classification_table, model_summary, table_by
-from tests.analysis.known_trials import KNOWN, TABLE1_POINTS
+from sklearn.metrics import classification_report
+
+from tests.analysis.known_trials import KNOWN
 
 pytestmark = pytest.mark.slow
 

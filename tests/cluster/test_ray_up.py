@@ -33,10 +33,9 @@ import uuid
 
 import pytest
 import yaml
-
 from scenetune.analysis import load_experiment
-
 from scenetune.core import storage
+
 from scenetune.cli import main
 from tests.cluster.raycluster import free_port
 

@@ -17,10 +17,9 @@ import time
 import boto3
 import pytest
 import yaml
-
 from scenetune.analysis import load_experiment
-
 from scenetune.core import storage
+
 from scenetune.cli import main
 
 pytestmark = pytest.mark.slow

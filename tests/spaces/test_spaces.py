@@ -5,9 +5,17 @@ import optuna
 import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
-
-from scenetune.spaces import (Param, SpaceError, flatten, get_path, parse_space, set_path, to_optuna, to_tune,
-                    unflatten)
+from scenetune.spaces import (
+    Param,
+    SpaceError,
+    flatten,
+    get_path,
+    parse_space,
+    set_path,
+    to_optuna,
+    to_tune,
+    unflatten,
+)
 
 DECLARATIONS = {
     "backbone": {"choice": ["mobilenet_v2", "basic_cnn"]},

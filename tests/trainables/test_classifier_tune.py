@@ -6,11 +6,10 @@ import os
 
 import pandas as pd
 import pytest
-
 from scenetune.analysis import load_experiment
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
-from scenetune.trainables import METRICS
+from scenetune.core.registry import TRAINABLES
 from scenetune.trainables.classifier.backbones import BACKBONES
 
 pytestmark = pytest.mark.slow
@@ -33,7 +32,7 @@ def test_two_epochs_report_every_contract_metric(ray_local, make_spec, backbone)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert [r["training_iteration"] for r in rows] == [1, 2]
     for row in rows:
-        for metric in METRICS["classifier"]:
+        for metric in TRAINABLES["classifier"].metrics:
             assert isinstance(row[metric], (int, float)), metric
         assert 0 <= row["val_accuracy"] <= 1 and row["val_loss"] > 0
         assert row["epoch_time_s"] > 0 and row["images_per_s"] > 0

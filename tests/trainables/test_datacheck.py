@@ -9,12 +9,23 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scenetune.trainables.data.datacheck import DataCheckError, check_dataset, enforce
+from scenetune.trainables.data.datasets import (
+    DatasetError,
+    SplitSpec,
+    build_manifest,
+    manifest_from_csv,
+    manifest_to_csv,
+)
+from scenetune.trainables.data.decode import (
+    UndecodableImage,
+    _fast_jpeg,
+    load_resized,
+    load_rgb,
+)
 
 from scenetune.cli import main
 from tests.bad_images import jpeg_bytes, write_hidden, write_kinds
-from scenetune.trainables.data.datacheck import DataCheckError, check_dataset, enforce
-from scenetune.trainables.data.datasets import DatasetError, SplitSpec, build_manifest, manifest_from_csv, manifest_to_csv
-from scenetune.trainables.data.decode import UndecodableImage, _fast_jpeg, load_resized, load_rgb
 
 KINDS_DIR = "Images/mixed kinds"  # a category name with a space
 

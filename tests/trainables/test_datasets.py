@@ -3,9 +3,15 @@ import os
 import pandas as pd
 import pytest
 from PIL import Image
-
-from scenetune.trainables.data.datasets import (DatasetError, SplitSpec, build_manifest, list_images, manifest_from_csv,
-                                 manifest_to_csv, seed25_counts)
+from scenetune.trainables.data.datasets import (
+    DatasetError,
+    SplitSpec,
+    build_manifest,
+    list_images,
+    manifest_from_csv,
+    manifest_to_csv,
+    seed25_counts,
+)
 
 
 def make_tree(root, counts: dict[str, int], layout="mit67"):

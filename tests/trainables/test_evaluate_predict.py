@@ -7,12 +7,12 @@ import shutil
 
 import pandas as pd
 import pytest
-from sklearn.metrics import classification_report
-
 from scenetune.analysis import best_trials, load_experiment
-from scenetune.cli import main
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
+from sklearn.metrics import classification_report
+
+from scenetune.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,9 @@ FINAL_FILES = ["test_predictions.csv", "metrics.json", "model.keras"]
 
 @pytest.fixture(scope="module")
 def swept(ray_local, tmp_path_factory, synth_root):
-    from tests.conftest import BASE_SPEC, deep_update
     import yaml
+
+    from tests.conftest import BASE_SPEC, deep_update
 
     tmp = tmp_path_factory.mktemp("evaluate")
     raw = deep_update(BASE_SPEC, {"name": "evalme", "data": {"root": synth_root}, "storage": str(tmp),

@@ -4,9 +4,8 @@ import copy
 
 import pytest
 from pydantic import ValidationError
-
 from scenetune.search.spec import SpecError, parse_spec
-from scenetune.trainables import METRICS, config_model
+from scenetune.core.registry import TRAINABLES
 from scenetune.trainables.classifier.config import DataRef
 from scenetune.trainables.gan.config import GanConfig
 
@@ -22,8 +21,8 @@ def spec_with(**changes):
 
 
 def test_gan_is_registered_with_its_config_and_metrics():
-    assert config_model("gan") is GanConfig
-    assert {"fid", "kid", "diversity", "collapsed", "d_acc_real", "d_acc_fake"} <= set(METRICS["gan"])
+    assert TRAINABLES["gan"].config_model() is GanConfig
+    assert {"fid", "kid", "diversity", "collapsed", "d_acc_real", "d_acc_fake"} <= set(TRAINABLES["gan"].metrics)
     assert parse_spec(spec_with()).trainable == "gan"
 
 

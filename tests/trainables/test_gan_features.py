@@ -5,11 +5,14 @@ import os
 import keras
 import numpy as np
 import pytest
-
 from scenetune.trainables.classifier.config import ClassifierConfig
-from scenetune.trainables.gan.features import (build_extractor, classifier_extractor, inception_extractor,
-                                     random_conv_extractor)
 from scenetune.trainables.classifier.models import build_classifier
+from scenetune.trainables.gan.features import (
+    build_extractor,
+    classifier_extractor,
+    inception_extractor,
+    random_conv_extractor,
+)
 
 
 def images(n=6, size=32, channels=3, seed=0):

@@ -5,10 +5,18 @@ saturated discriminator, real images)."""
 import numpy as np
 import pytest
 import scipy.linalg
+from scenetune.trainables.gan.metrics import (
+    COLLAPSE_DIVERSITY,
+    collapse_state,
+    discriminator_saturated,
+    diversity,
+    feature_stats,
+    fid,
+    frechet_distance,
+    kid,
+    mean_pairwise_distance,
+)
 from scipy.spatial.distance import pdist
-
-from scenetune.trainables.gan.metrics import (COLLAPSE_DIVERSITY, collapse_state, discriminator_saturated, diversity,
-                                    feature_stats, fid, frechet_distance, kid, mean_pairwise_distance)
 
 
 def features(n=400, d=16, seed=0, scale=1.0):
@@ -92,16 +100,16 @@ def real_images(synth_root):
 
 
 def evaluator_for(paths, cfg):
-    from scenetune.trainables.gan.train import Evaluator
     from scenetune.trainables.gan.features import random_conv_extractor
+    from scenetune.trainables.gan.train import Evaluator
 
     labels = np.zeros(len(paths), np.int32)
     return Evaluator(cfg, paths, labels, random_conv_extractor(cfg.image_size, cfg.channels))
 
 
 def test_a_generator_mapping_every_latent_to_one_image_is_flagged(real_images):
-    from scenetune.trainables.gan.train import build_gan
     from scenetune.trainables.gan.config import GanConfig
+    from scenetune.trainables.gan.train import build_gan
 
     cfg = GanConfig(image_size=32, gen_filters=8, disc_filters=8, latent_dim=16, fid_samples=48)
     gan = build_gan(cfg, 1, 0)
@@ -132,8 +140,8 @@ def test_real_images_are_not_flagged(real_images):
 def test_a_saturated_discriminator_is_flagged_after_patience_epochs():
     """A discriminator whose bias says "real" to everything: its epoch
     accuracies are 100% real / 0% fake, the report's failure."""
-    from scenetune.trainables.gan.train import build_gan
     from scenetune.trainables.gan.config import GanConfig
+    from scenetune.trainables.gan.train import build_gan
 
     cfg = GanConfig(image_size=32, gen_filters=4, disc_filters=4, latent_dim=8, batch_size=4)
     gan = build_gan(cfg, 1, 0)

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-
 from scenetune.analysis import load_experiment
 from scenetune.analysis.gan_report import gan_sections
-from scenetune.cli import main
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
-from scenetune.trainables import METRICS
+from scenetune.core.registry import TRAINABLES
 from scenetune.trainables.gan.samples import PAD
+
+from scenetune.cli import main
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def test_two_epochs_report_every_metric_and_write_sample_grids(conditional_exper
     rows = read_results(trial_dir)
     assert [r["epoch"] for r in rows] == [1, 2] and [r["training_iteration"] for r in rows] == [1, 2]
     for row in rows:
-        for metric in METRICS["gan"]:
+        for metric in TRAINABLES["gan"].metrics:
             assert metric in row, metric
         assert isinstance(row["collapsed"], bool) and row["fid_extractor"] == "random_conv"
         assert row["fid"] > 0 and np.isfinite(row["kid"]) and row["diversity"] > 0
@@ -129,7 +129,7 @@ def test_asha_on_fid_stops_trials_early(sweep):
     assert len(statuses) == 6 and "errored" not in statuses
     assert "stopped" in statuses, "ASHA must have stopped at least one trial after its first epoch"
     assert exp.trials.loc[exp.trials["status"] == "stopped", "epochs"].eq(1).all()
-    assert set(METRICS["gan"]) <= set(exp.epochs.columns)
+    assert set(TRAINABLES["gan"].metrics) <= set(exp.epochs.columns)
     assert exp.epochs["fid"].notna().all()
 
 

@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-
 from scenetune.trainables.data.synth import SCENES, write_synthetic
 
 

@@ -17,10 +17,10 @@ import os
 import zipfile
 
 import pytest
-
 from scenetune.analysis import load_experiment
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
+
 from tests.trainables.test_gan_tune import gan_spec
 
 pytestmark = pytest.mark.slow
@@ -93,8 +93,9 @@ def fresh(ray_local, make_spec_module):
 
 @pytest.fixture(scope="module")
 def make_spec_module(tmp_path_factory, synth_root):
-    from tests.conftest import BASE_SPEC, deep_update
     import yaml
+
+    from tests.conftest import BASE_SPEC, deep_update
     tmp = tmp_path_factory.mktemp("warm")
 
     def make(changes: dict, filename: str) -> str:

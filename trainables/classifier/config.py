@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
 
 

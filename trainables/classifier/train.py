@@ -29,25 +29,24 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
-import time
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from ray import tune
-
 from scenetune.core import storage
+from scenetune.core.layout import MODEL_FILE, STATE_FILE
 from scenetune.trainables import device
+from scenetune.trainables.callback import TuneCallback
+from scenetune.trainables.classifier.backbones import BACKBONES
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.classifier.models import build_classifier
+from scenetune.trainables.classifier.scores import predictions_frame, scores
 from scenetune.trainables.data.augment import RandomAffine
 from scenetune.trainables.data.cache import open_cache
-from scenetune.trainables.classifier.config import ClassifierConfig
-from scenetune.trainables.data.datasets import manifest_from_csv
-from scenetune.trainables.faults import inject_fault
-from scenetune.trainables.classifier.models import build_classifier
+from scenetune.trainables.data.datasets import manifest_from_csv, split_rows
 from scenetune.trainables.data.pipeline import cached_dataset
-from scenetune.trainables.reporting import report_epoch
+from scenetune.trainables.reporting import write_resolved_config
 
 PREDICTIONS = "val_predictions.csv"
 
@@ -68,24 +67,15 @@ def read_manifest(cfg: ClassifierConfig) -> pd.DataFrame:
 
 def load_split(cfg: ClassifierConfig, split: str, manifest: pd.DataFrame | None = None,
                exclude: dict[str, str] | None = None) -> tuple[list[str], list[int], pd.DataFrame]:
-    """Absolute paths and label indices of one split of the experiment's
-    manifest, less the paths in ``exclude`` (``{path: reason}``: files that
-    failed to decode into the cache), each of which is logged."""
-    data = cfg.data
+    """Absolute paths, label indices and manifest rows of one split of the
+    experiment's manifest, less the paths in ``exclude`` (files that failed
+    to decode into the cache)."""
     manifest = read_manifest(cfg) if manifest is None else manifest
-    rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    paths = [os.path.join(data.root, p) for p in rows["path"]]
-    if exclude:
-        keep = [p not in exclude for p in paths]
-        for path in (p for p in paths if p in exclude):
-            print(f"warning: {split} image {path} left out: {exclude[path]}", file=sys.stderr, flush=True)
-        rows = rows[keep].reset_index(drop=True)
-        paths = [p for p, k in zip(paths, keep) if k]
-    index = {name: i for i, name in enumerate(data.classes)}
+    paths, labels, rows = split_rows(manifest, cfg.data.root, split, cfg.data.classes, exclude)
     missing = [p for p in paths[:1] + paths[-1:] if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"{missing[0]} is missing on node {socket.gethostname()}")
-    return paths, [index[label] for label in rows["label"]], rows
+    return paths, labels, rows
 
 
 def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float, size: int | None = None):
@@ -96,21 +86,12 @@ def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float,
     return open_cache(paths, size or cfg.image_size, cfg.cache_dir, workers=max(2, int(cpus)))
 
 
-def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """path, true, predicted, then one ``prob_<class>`` column per class."""
-    frame = pd.DataFrame({"path": rows["path"], "true": rows["label"],
-                          "predicted": [classes[i] for i in probs.argmax(axis=1)]})
-    for i, name in enumerate(classes):
-        frame[f"prob_{name}"] = probs[:, i].round(6)
-    return frame
-
-
-class TuneReporter(keras.callbacks.Callback):
-    """Validates, checkpoints and reports to Ray Tune at the end of each epoch."""
+class TuneReporter(TuneCallback):
+    """Validates each epoch; checkpoints the model and the training clock."""
 
     def __init__(self, cfg, val_rows, val_labels, num_train, train_time_s):
-        super().__init__()
-        self.cfg, self.val_rows = cfg, val_rows
+        super().__init__(cfg)
+        self.val_rows, self.epochs_done = val_rows, 0
         self.val_labels = np.asarray(val_labels)
         self.num_train, self.train_time_s = num_train, train_time_s
         self.val_ds, self.image_size = None, cfg.image_size
@@ -119,22 +100,19 @@ class TuneReporter(keras.callbacks.Callback):
         """Validate on ``val_ds``, images of ``image_size``, from now on."""
         self.val_ds, self.image_size = val_ds, image_size
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        epoch_time = time.perf_counter() - self.started
+    def epoch_metrics(self, epoch: int, logs: dict, epoch_time: float) -> dict:
         self.train_time_s += epoch_time
+        self.epochs_done = epoch
         probs = self.model.predict(self.val_ds, verbose=0)
-        picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
+        val = scores(probs, self.val_labels)
         classes = self.cfg.data.classes
         predictions_frame(self.val_rows, probs, classes).to_csv(PREDICTIONS, index=False)
-        metrics = {
-            "epoch": epoch + 1,
+        return {
+            "epoch": epoch,
             "loss": float(logs["loss"]),
             "accuracy": float(logs["accuracy"]),
-            "val_loss": float(-np.log(picked).mean()),
-            "val_accuracy": float((probs.argmax(axis=1) == self.val_labels).mean()),
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
             "epoch_time_s": epoch_time,
             "train_time_s": self.train_time_s,
             "images_per_s": self.num_train / epoch_time,
@@ -145,14 +123,10 @@ class TuneReporter(keras.callbacks.Callback):
             "trainable_params": int(sum(np.prod(w.shape) for w in self.model.trainable_weights)),
             "total_params": int(self.model.count_params()),
         }
-        inject_fault(self.cfg.debug_fault, epoch + 1, before_report=True)
-        self.epochs_done = epoch + 1
-        report_epoch(metrics, epoch + 1, self.cfg.epochs, self.cfg.checkpoint_epochs, self.save)
-        inject_fault(self.cfg.debug_fault, epoch + 1, before_report=False)
 
     def save(self, folder: str) -> None:
-        self.model.save(os.path.join(folder, "model.keras"))
-        with open(os.path.join(folder, "state.json"), "w") as f:
+        self.model.save(os.path.join(folder, MODEL_FILE))
+        with open(os.path.join(folder, STATE_FILE), "w") as f:
             json.dump({"epoch": self.epochs_done, "train_time_s": self.train_time_s}, f)
 
 
@@ -163,8 +137,8 @@ def restore(cfg: ClassifierConfig, num_classes: int, augment_in_model: bool) -> 
     if checkpoint is None:
         return build_classifier(cfg, num_classes, augment_in_model), 0, 0.0
     with checkpoint.as_directory() as folder:
-        model = keras.models.load_model(os.path.join(folder, "model.keras"))
-        with open(os.path.join(folder, "state.json")) as f:
+        model = keras.models.load_model(os.path.join(folder, MODEL_FILE))
+        with open(os.path.join(folder, STATE_FILE)) as f:
             state = json.load(f)
     return model, state["epoch"], state["train_time_s"]
 
@@ -180,6 +154,8 @@ def augments_in_model(cfg: ClassifierConfig, gpus: float) -> bool:
 
 def train_classifier(config: dict) -> None:
     cfg = ClassifierConfig.model_validate(config)
+    backbone = BACKBONES[cfg.backbone]
+    write_resolved_config(cfg, backbone_network=backbone.application if backbone.pretrained else None)
     applied = device.configure(cfg.seed, cfg.mixed_precision, tune.get_context())
     manifest = read_manifest(cfg)
     model, done, train_time = restore(cfg, len(cfg.data.classes), augments_in_model(cfg, applied["gpus"]))

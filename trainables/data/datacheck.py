@@ -26,7 +26,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from scenetune.trainables.data.datasets import IMAGE_EXTENSIONS, DatasetError, images_dir, list_images, resolve_categories
+from scenetune.trainables.data.datasets import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    images_dir,
+    list_images,
+    resolve_categories,
+)
 from scenetune.trainables.data.decode import UndecodableImage, load_rgb
 
 CHECK_SIDE = 32  # decode JPEGs only this large: enough to prove they decode

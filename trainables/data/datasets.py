@@ -19,17 +19,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
 import pandas as pd
+from scenetune.core.errors import UserError
 from sklearn.model_selection import train_test_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset on disk does not match what the spec asks for."""
 
 
@@ -174,3 +176,20 @@ def manifest_to_csv(manifest: pd.DataFrame) -> str:
 
 def manifest_from_csv(text: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def split_rows(manifest: pd.DataFrame, root: str, split: str, classes: list[str],
+               exclude: dict[str, str] | None = None) -> tuple[list[str], list[int], pd.DataFrame]:
+    """``(absolute paths, label indices, manifest rows)`` of one split of a
+    manifest, less the paths in ``exclude`` (``{path: reason}``: files that
+    failed to decode into the cache), each of which is logged."""
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    paths = [os.path.join(root, p) for p in rows["path"]]
+    if exclude:
+        keep = [p not in exclude for p in paths]
+        for path in (p for p in paths if p in exclude):
+            print(f"warning: {split} image {path} left out: {exclude[path]}", file=sys.stderr, flush=True)
+        rows = rows[keep].reset_index(drop=True)
+        paths = [p for p, k in zip(paths, keep) if k]
+    index = {name: i for i, name in enumerate(classes)}
+    return paths, [index[label] for label in rows["label"]], rows

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
+from scenetune.trainables.classifier.config import Augment
 from scenetune.trainables.data.augment import random_warp_uint8
 from scenetune.trainables.data.cache import ImageCache
-from scenetune.trainables.classifier.config import Augment
 from scenetune.trainables.data.decode import load_resized
 
 AUTOTUNE = tf.data.AUTOTUNE

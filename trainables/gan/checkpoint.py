@@ -21,8 +21,7 @@ import os
 
 import keras
 import numpy as np
-
-STATE = "state.json"
+from scenetune.core.layout import STATE_FILE as STATE
 
 
 def save_checkpoint(folder: str, gan, state: dict) -> None:

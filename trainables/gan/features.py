@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 from keras import layers
-
 from scenetune.core import storage
+from scenetune.core.layout import MODEL_FILE, model_file
 
 RANDOM_INPUT_SIZE = 64
 RANDOM_WIDTHS = (32, 64, 128, 256)
@@ -110,15 +110,13 @@ def inception_extractor(image_size: int, channels: int, weights: str | None = "i
 
 def classifier_extractor(checkpoint: str, image_size: int, channels: int) -> Extractor:
     """The features a scenetune classifier feeds its softmax layer."""
-    path = checkpoint.rstrip("/")
-    if not path.endswith(".keras"):
-        path = storage.join(path, "model.keras")
+    path = model_file(checkpoint)
     if not storage.exists(path):
         raise FileNotFoundError(f"classifier_checkpoint: {path} does not exist")
     with tempfile.TemporaryDirectory() as tmp:
         local = path
         if storage.is_remote(path):
-            local = os.path.join(tmp, "model.keras")
+            local = os.path.join(tmp, MODEL_FILE)
             with open(local, "wb") as f:
                 f.write(storage.read_bytes(path))
         classifier = keras.models.load_model(local, compile=False)

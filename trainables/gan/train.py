@@ -33,21 +33,27 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 from ray import tune
-
+from scenetune.core.layout import SAMPLES_DIR
 from scenetune.trainables import device
+from scenetune.trainables.callback import TuneCallback
 from scenetune.trainables.classifier.train import load_split
-from scenetune.trainables.faults import inject_fault
+from scenetune.trainables.data.pipeline import make_dataset
 from scenetune.trainables.gan.checkpoint import STATE, load_checkpoint, save_checkpoint
 from scenetune.trainables.gan.config import GanConfig
 from scenetune.trainables.gan.features import build_extractor, run_batched
-from scenetune.trainables.gan.metrics import (collapse_state, diversity, discriminator_saturated, feature_stats,
-                                    frechet_distance, kid, mean_pairwise_distance)
+from scenetune.trainables.gan.metrics import (
+    collapse_state,
+    discriminator_saturated,
+    diversity,
+    feature_stats,
+    frechet_distance,
+    kid,
+    mean_pairwise_distance,
+)
 from scenetune.trainables.gan.models import build_pair
 from scenetune.trainables.gan.samples import save_grid
-from scenetune.trainables.data.pipeline import make_dataset
-from scenetune.trainables.reporting import report_epoch
+from scenetune.trainables.reporting import write_resolved_config
 
-SAMPLES_DIR = "samples"
 TRACKED = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
 
 
@@ -150,22 +156,18 @@ class Evaluator:
                 "diversity": diversity(features, self.real_spread)}
 
 
-class TuneReporter(keras.callbacks.Callback):
-    """Measures, draws the sample grid, checkpoints and reports each epoch."""
+class TuneReporter(TuneCallback):
+    """Measures the generator, draws the sample grid, checkpoints the pair and the collapse state."""
 
     def __init__(self, cfg: GanConfig, evaluator: Evaluator, state: dict, num_images: int):
-        super().__init__()
-        self.cfg, self.evaluator, self.state, self.num_images = cfg, evaluator, state, num_images
+        super().__init__(cfg)
+        self.evaluator, self.state, self.num_images = evaluator, state, num_images
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
+    def epoch_metrics(self, epoch: int, logs: dict, epoch_time: float) -> dict:
         cfg, state, gan = self.cfg, self.state, self.model
-        epoch_time = time.perf_counter() - self.started
         state["train_time_s"] += epoch_time
         started = time.perf_counter()
-        metrics = {"epoch": epoch + 1, **{name: float(logs[name]) for name in TRACKED}}
+        metrics = {"epoch": epoch, **{name: float(logs[name]) for name in TRACKED}}
         metrics.update(self.evaluator(gan))
         state["saturated"].append(discriminator_saturated(metrics["d_acc_real"], metrics["d_acc_fake"]))
         state["diversity"].append(metrics["diversity"])
@@ -174,16 +176,16 @@ class TuneReporter(keras.callbacks.Callback):
         metrics.update(collapsed=collapsed, collapse_reason=reason, fid_extractor=self.evaluator.extractor.name)
         grid = gan.generate(state["latents"], state["labels"]).numpy()
         os.makedirs(SAMPLES_DIR, exist_ok=True)
-        path = save_grid(grid, os.path.join(SAMPLES_DIR, f"epoch_{epoch + 1:04d}.png"), cfg.grid_size)
+        path = save_grid(grid, os.path.join(SAMPLES_DIR, f"epoch_{epoch:04d}.png"), cfg.grid_size)
         shutil.copyfile(path, os.path.join(SAMPLES_DIR, "latest.png"))
         images = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else self.num_images
         metrics.update(epoch_time_s=epoch_time, train_time_s=state["train_time_s"],
                        eval_time_s=time.perf_counter() - started, images_per_s=images / epoch_time)
-        state["epoch"] = epoch + 1
-        inject_fault(cfg.debug_fault, epoch + 1, before_report=True)
-        report_epoch(metrics, epoch + 1, cfg.epochs, cfg.checkpoint_epochs,
-                     lambda folder: save_checkpoint(folder, gan, state))
-        inject_fault(cfg.debug_fault, epoch + 1, before_report=False)
+        state["epoch"] = epoch
+        return metrics
+
+    def save(self, folder: str) -> None:
+        save_checkpoint(folder, self.model, self.state)
 
 
 def fixed_latents(cfg: GanConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,6 +208,7 @@ def build_gan(cfg: GanConfig, num_classes: int, epoch: int) -> DCGAN:
 
 def train_gan(config: dict) -> None:
     cfg = GanConfig.model_validate(config)
+    write_resolved_config(cfg)
     device.configure(cfg.seed, "float32", tune.get_context())
     paths, labels = training_images(cfg)
     num_classes = len(cfg.classes)

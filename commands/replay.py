@@ -40,16 +40,21 @@ from ray import tune
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
-
 from scenetune.analysis import load_experiment
-from scenetune.search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
+from scenetune.core.errors import UserError
+from scenetune.core.registry import REPLAY_SEARCHERS as SEARCHERS
+from scenetune.core.registry import SCHEDULERS
+from scenetune.search.tuner import (
+    environ,
+    make_sampler,
+    make_scheduler,
+    pending_trials,
+    tune_ranking,
+)
 from scenetune.spaces import Param, get_path, parse_space, to_optuna, to_tune
 
-SEARCHERS = ("random", "tpe")
-SCHEDULERS = ("none", "asha", "hyperband", "median")
 
-
-class ReplayError(ValueError):
+class ReplayError(UserError):
     """An experiment that cannot be replayed, or a bad replay option."""
 
 
