@@ -26,6 +26,7 @@ def _bad_input_types():
     """Exceptions that mean the user's input is wrong (imported lazily)."""
     from scenetune.analysis.experiment import ExperimentError
     from scenetune.analysis.report import ReportError
+    from scenetune.analysis.study import ExportError
     from scenetune.search.replay import ReplayError
     from scenetune.search.spec import SpecError
     from scenetune.trainables.data.datasets import DatasetError
@@ -33,7 +34,7 @@ def _bad_input_types():
     from scenetune.commands.generate import GenerateError
     from scenetune.commands.predict import PredictError
     return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
-            ReportError, EvaluationError, PredictError, GenerateError)
+            ReportError, EvaluationError, PredictError, GenerateError, ExportError)
 
 
 def cmd_sweep(args) -> int:
@@ -89,6 +90,20 @@ def cmd_best(args) -> int:
         return 0
     entries = best_trials(exp, metric, mode, args.scope, args.top)
     print(format_best(entries, args.format, metric, mode, args.scope))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from optuna.trial import TrialState
+
+    from scenetune.analysis import load_experiment
+    from scenetune.analysis.study import export_study
+
+    study = export_study(load_experiment(args.experiment), args.optuna, args.study_name)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = [states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    print(f"wrote {len(states)} trials ({counts[0]} complete, {counts[1]} pruned, {counts[2]} failed) to study "
+          f"{study.study_name} at {args.optuna}; view it with: optuna-dashboard {args.optuna}")
     return 0
 
 
@@ -195,6 +210,13 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=int, default=1, help="how many trials to show")
     p.add_argument("--format", choices=["text", "json", "yaml"], default="text")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("export", help="write an experiment as an Optuna study (open it in optuna-dashboard)")
+    p.add_argument("experiment", help="experiment directory (path or s3://...)")
+    p.add_argument("--optuna", required=True, metavar="URL",
+                   help="Optuna storage (a database URL, e.g. sqlite:///study.db); never adds to an existing study")
+    p.add_argument("--study-name", help="default: the experiment's name")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="tables, figures and report.html of an experiment, from its logs")
     p.add_argument("experiment", help="experiment directory (path or s3://...)")
