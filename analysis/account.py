@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import yaml
+
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import read_final

@@ -13,7 +13,8 @@ import math
 
 import pandas as pd
 import yaml
-from scenetune.analysis.experiment import Experiment
+
+from scenetune.analysis.experiment import Experiment, ExperimentError
 from scenetune.analysis.pareto import objectives_of, pareto_front
 
 SCOPES = ("last", "all")
@@ -24,17 +25,17 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
                 scope: str = "last", top: int = 1) -> list[dict]:
     metric, mode = metric or exp.metric, mode or exp.mode
     if scope not in SCOPES:
-        raise ValueError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
+        raise ExperimentError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
     if mode not in ("max", "min"):
-        raise ValueError(f"--mode: expected max or min, got {mode!r}")
+        raise ExperimentError(f"--mode: expected max or min, got {mode!r}")
     if top < 1:
-        raise ValueError(f"--top: must be at least 1, got {top}")
+        raise ExperimentError(f"--top: must be at least 1, got {top}")
     epochs = exp.epochs
     if epochs.empty:
-        raise ValueError(f"{exp.uri}: no trial has reported a result yet")
+        raise ExperimentError(f"{exp.uri}: no trial has reported a result yet")
     if metric not in epochs.columns:
         known = sorted(c for c in epochs.select_dtypes("number").columns if c != "trial_id")
-        raise ValueError(f"--metric: {metric!r} was not reported; known: {', '.join(known)}")
+        raise ExperimentError(f"--metric: {metric!r} was not reported; known: {', '.join(known)}")
     rows = epochs.dropna(subset=[metric]).sort_values("training_iteration")
     rows = rows[rows[metric].map(lambda v: math.isfinite(float(v)))]
     if scope == "last":
@@ -49,9 +50,9 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
 def pareto_trials(exp: Experiment, scope: str = "last") -> list[dict]:
     """The Pareto set of a multi-objective experiment (its spec's ``objectives``)."""
     if scope not in SCOPES:
-        raise ValueError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
+        raise ExperimentError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
     if exp.epochs.empty:
-        raise ValueError(f"{exp.uri}: no trial has reported a result yet")
+        raise ExperimentError(f"{exp.uri}: no trial has reported a result yet")
     objectives = objectives_of(exp)
     return _entries(exp, pareto_front(exp, objectives, scope), [o["metric"] for o in objectives])
 
@@ -86,7 +87,7 @@ def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: st
                 objectives: list[dict] | None = None) -> str:
     """Text, JSON or YAML. With ``objectives`` the entries are a Pareto set."""
     if fmt not in FORMATS:
-        raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ExperimentError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     document = {"metric": metric, "mode": mode, "scope": scope, "best": entries}
     if objectives:
         document = {"objectives": objectives, "scope": scope, "pareto": entries}

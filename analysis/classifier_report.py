@@ -14,6 +14,7 @@ import io
 import os
 
 import pandas as pd
+
 from scenetune.analysis import figures
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import Experiment

@@ -29,14 +29,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import yaml
+
 from scenetune.core import storage
 from scenetune.core.errors import UserError
-from scenetune.core.layout import (
-    DATA_CHECK_FILE,
-    OWN_DIRS,
-    RESOLVED_CONFIG_FILE,
-    SPEC_FILE,
-)
+from scenetune.core.layout import DATA_CHECK_FILE, OWN_DIRS, RESOLVED_CONFIG_FILE, SPEC_FILE
 from scenetune.core.rungs import scheduler_rungs
 
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",

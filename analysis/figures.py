@@ -11,12 +11,13 @@ import math
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
+from sklearn.metrics import ConfusionMatrixDisplay
+
 from scenetune.analysis import style
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.pareto import pareto_mask
 from scenetune.analysis.tables import scored_trials
 from scenetune.core import storage
-from sklearn.metrics import ConfusionMatrixDisplay
 
 STATUS_STYLE = {  # colour, marker, alpha: stopped trials dimmed, errored ones drawn as crosses
     "completed": (style.PALETTE[0], "o", 0.9),

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 import pandas as pd
+
 from scenetune.core import storage
 from scenetune.core.layout import FINAL_DIR, GRADCAM_DIR, METRICS_FILE, PREDICTIONS_FILE
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
+
 from scenetune.analysis import style
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import Experiment

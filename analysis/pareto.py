@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from scenetune.analysis.experiment import Experiment
 
 

@@ -15,6 +15,7 @@ import os
 import re
 
 import pandas as pd
+
 from scenetune.analysis import style
 from scenetune.analysis.section import Section
 

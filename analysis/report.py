@@ -9,9 +9,9 @@ that holds anything but an earlier report is refused.
 
 The report is built from :class:`~scenetune.analysis.section.Section` lists: first an
 account of the experiment (trials, early stops, errors, compute, the best
-configuration, warnings), then the part of the experiment's trainable, from
-``SECTIONS`` (``trainable name -> (experiment, out_dir, **options) ->
-list[Section]``).
+configuration, warnings), then the part of the experiment's trainable: the function its registry
+record names (:mod:`scenetune.core.registry`, ``report``: ``(experiment,
+out_dir, **options) -> list[Section]``).
 """
 
 from __future__ import annotations
@@ -19,21 +19,14 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from scenetune.analysis.account import overview_section
-from scenetune.analysis.classifier_report import classifier_sections
 from scenetune.analysis.experiment import Experiment, ExperimentError, load_experiment
-from scenetune.analysis.gan_report import gan_sections
 from scenetune.analysis.render import render_html, render_markdown, write_tables
 from scenetune.analysis.section import Section
-from scenetune.core import storage
+from scenetune.core import registry, storage
 from scenetune.core.errors import UserError
-
-SECTIONS: dict[str, Callable[..., list[Section]]] = {
-    "classifier": classifier_sections,
-    "gan": gan_sections,
-}
 
 
 class ReportError(UserError):
@@ -59,9 +52,10 @@ def _check_out_dir(out_dir: str) -> None:
 
 def build_sections(exp: Experiment, out_dir: str, by: str | None = None) -> list[Section]:
     trainable = exp.spec.get("trainable", "classifier")
-    if trainable not in SECTIONS:
-        raise ReportError(f"{exp.uri}: no report for trainable {trainable!r}; known: {', '.join(SECTIONS)}")
-    builder = SECTIONS[trainable]
+    if trainable not in registry.TRAINABLES:
+        raise ReportError(f"{exp.uri}: no report for trainable {trainable!r}; "
+                          f"known: {', '.join(registry.TRAINABLES)}")
+    builder = registry.TRAINABLES[trainable].report_builder()
     options = {}
     if by is not None:
         if "by" not in inspect.signature(builder).parameters:
@@ -104,4 +98,4 @@ def write_report(uri: str, out_dir: str | None = None, by: str | None = None,
     return html_path
 
 
-__all__ = ["SECTIONS", "ReportError", "write_report", "build_sections", "default_out_dir"]
+__all__ = ["ReportError", "write_report", "build_sections", "default_out_dir"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+
 from scenetune.analysis import style
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.pareto import pareto_front, trial_points

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scenetune.analysis.experiment import Experiment
-from scenetune.analysis.final import FinalEvaluation
 from sklearn.metrics import classification_report
+
+from scenetune.analysis.experiment import Experiment, ExperimentError
+from scenetune.analysis.final import FinalEvaluation
 
 # Augmentation values that mean "off" (scenetune.trainables.classifier.config.Augment's defaults).
 AUGMENT_OFF = {"rotation_range": 0, "zoom_range": 0, "width_shift_range": 0, "height_shift_range": 0,
@@ -63,7 +64,7 @@ def table_by(exp: Experiment, by: str = "image_size", final: FinalEvaluation | N
     """Table 1: accuracy vs training time for each value of the parameter ``by``."""
     column = f"config/{by}"
     if column not in exp.trials:
-        raise ValueError(f"--by: {by!r} is not a parameter of this experiment; "
+        raise ExperimentError(f"--by: {by!r} is not a parameter of this experiment; "
                          f"known: {', '.join(parameter_names(exp))}")
     trials = scored_trials(exp)
     metric = exp.metric

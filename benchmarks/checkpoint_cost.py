@@ -48,6 +48,7 @@ def checkpoints_per_trial(scheduler: dict, epochs: int = 20) -> int:
 
 def measure(backbone: str, size: int, layers: int, batch: int, steps: int, repeats: int) -> dict:
     import keras
+
     from scenetune.trainables.classifier.config import ClassifierConfig
     from scenetune.trainables.classifier.models import build_classifier
     from scenetune.trainables.reporting import folder_mb

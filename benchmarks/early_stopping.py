@@ -62,6 +62,7 @@ def main() -> int:
         parser.error(f"--candidates: unknown {unknown}; known: {list(CANDIDATES)}")
 
     import ray
+
     from scenetune.commands.replay import load_recording, replay_once
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR")

@@ -80,10 +80,8 @@ def main() -> None:
 
     import keras
     import tensorflow as tf
-    from scenetune.trainables.gan.features import (
-        inception_extractor,
-        random_conv_extractor,
-    )
+
+    from scenetune.trainables.gan.features import inception_extractor, random_conv_extractor
     from scenetune.trainables.gan.metrics import diversity, fid, mean_pairwise_distance
     from scenetune.trainables.gan.models import build_generator
 

@@ -228,6 +228,7 @@ def main(argv=None) -> int:
 
     import keras
     import tensorflow as tf
+
     from scenetune.trainables.classifier.config import Augment
     from scenetune.trainables.data.augment import random_augment, random_warp_uint8
     from scenetune.trainables.data.cache import open_cache

@@ -166,6 +166,7 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s: {out}")
 
         from ray.tune import ExperimentAnalysis
+
         from scenetune.analysis import load_experiment
 
         def ours():

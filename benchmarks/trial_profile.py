@@ -44,11 +44,7 @@ def one_trial(clock: Clock, run: str, params: dict, epochs: int) -> None:
     from scenetune.trainables import device
     from scenetune.trainables.classifier.config import ClassifierConfig
     from scenetune.trainables.classifier.models import build_classifier
-    from scenetune.trainables.classifier.train import (
-        load_split,
-        open_image_cache,
-        read_manifest,
-    )
+    from scenetune.trainables.classifier.train import load_split, open_image_cache, read_manifest
     from scenetune.trainables.data.pipeline import cached_dataset
     clock.lap("import trial modules", run)
     cfg = ClassifierConfig.model_validate(params)
@@ -88,11 +84,8 @@ def main(argv=None) -> int:
     import_tensorflow()  # what a sweep's worker does as it starts
     clock.lap("worker start: import TensorFlow, Keras, trainables; gc.freeze", "cold")
     import pandas as pd
-    from scenetune.trainables.data.datasets import (
-        SplitSpec,
-        build_manifest,
-        manifest_to_csv,
-    )
+
+    from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
     from scenetune.trainables.data.synth import write_synthetic
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "data")

@@ -24,10 +24,11 @@ import warnings
 from typing import Callable
 
 import numpy as np
+
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import ExperimentError, load_experiment
 from scenetune.analysis.final import final_uri
-from scenetune.core import storage
+from scenetune.core import registry, storage
 from scenetune.core.layout import (
     GRADCAM_DIR,
     MANIFEST_FILE,
@@ -72,8 +73,9 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         warnings.simplefilter("ignore")
         exp = load_experiment(uri)
     uri = exp.uri
-    if exp.spec.get("trainable", "classifier") != "classifier":
-        raise EvaluationError(f"{uri}: evaluate works on classifier experiments, not {exp.spec['trainable']!r}")
+    trainable = exp.spec.get("trainable", "classifier")
+    if "evaluate" not in registry.trainable(trainable).commands:
+        raise EvaluationError(f"{uri}: evaluate works on classifier experiments, not {trainable!r}")
     if exp.trials.empty or exp.epochs.empty:
         raise EvaluationError(f"{uri}: no trial has reported a result; nothing to evaluate")
     out = final_uri(uri)
@@ -97,6 +99,7 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
         raise EvaluationError(f"{uri}: the manifest has no test split")
 
     import keras
+
     from scenetune.trainables import device
     from scenetune.trainables.classifier.gradcam import gradcam as grad_cam
     from scenetune.trainables.classifier.gradcam import save_overlay

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from PIL import Image
+
 from scenetune.analysis import best_trials, load_experiment
-from scenetune.core import storage
+from scenetune.core import registry, storage
 from scenetune.core.errors import UserError
 from scenetune.trainables.gan.samples import to_uint8
 
@@ -47,7 +48,7 @@ def find_source(experiment: str, trial: str | None = None) -> Source:
         warnings.simplefilter("ignore")  # damaged logs: the experiment's own warnings, not ours
         exp = load_experiment(experiment)
     trainable = exp.spec.get("trainable")
-    if trainable != "gan":
+    if trainable not in registry.TRAINABLES or "generate" not in registry.TRAINABLES[trainable].commands:
         raise GenerateError(f"{exp.uri}: a {trainable or 'non-scenetune'} experiment, not a GAN (trainable gan)")
     if exp.trials.empty:
         raise GenerateError(f"{exp.uri}: no trials")

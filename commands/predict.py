@@ -80,6 +80,7 @@ def _decode(path: str, image_size: int):
     """The image as the model takes it (the pipeline's own decode), or the
     reason it cannot be read."""
     import numpy as np
+
     from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
     try:
@@ -99,6 +100,7 @@ def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str
 
     import keras
     import numpy as np
+
     from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
 
     net = keras.models.load_model(model_path)

@@ -40,17 +40,12 @@ from ray import tune
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
+
 from scenetune.analysis import load_experiment
 from scenetune.core.errors import UserError
 from scenetune.core.registry import REPLAY_SEARCHERS as SEARCHERS
 from scenetune.core.registry import SCHEDULERS
-from scenetune.search.tuner import (
-    environ,
-    make_sampler,
-    make_scheduler,
-    pending_trials,
-    tune_ranking,
-)
+from scenetune.search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
 from scenetune.spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 

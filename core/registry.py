@@ -40,6 +40,9 @@ class TrainableRecord:
     def train_function(self):
         return _load(self.train)
 
+    def report_builder(self):
+        return _load(self.report)
+
 
 TRAINABLES: dict[str, TrainableRecord] = {
     "classifier": TrainableRecord(

@@ -6,24 +6,38 @@ all read them here. numpy's logs, as Ray takes them (imported when called)."""
 
 from __future__ import annotations
 
-import math
-
 
 def asha_rungs(scheduler: dict, bracket: int | None = None) -> list[int]:
-    """The epochs at which Ray Tune's ``ASHAScheduler`` judges a trial, for
-    the spec's ``scheduler`` block: of one ``bracket``, or of all of them
-    (None). Bracket s's milestones are ``grace_period * reduction_factor**(k
-    + s)``, as many as ``int(log(max_t / grace) / log(factor) - s + 1)``
-    (numpy's logs, as Ray takes them); a trial is judged at the first epoch
-    that reaches one, so a fractional milestone (factor 1.5) is judged at the
-    epoch above it."""
+    """The epochs at which Ray Tune's ``ASHAScheduler`` judges a trial that
+    reports every epoch, for the spec's ``scheduler`` block: of one
+    ``bracket``, or of all of them (None)."""
     if scheduler.get("name") != "asha" or not scheduler.get("max_t"):
         return []
-    import numpy
     max_t, grace, factor = scheduler["max_t"], scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4)
     brackets = range(scheduler.get("brackets") or 1) if bracket is None else [bracket]
-    return sorted({math.ceil(grace * factor ** (k + s)) for s in brackets
-                   for k in range(int(numpy.log(max_t / grace) / numpy.log(factor) - s + 1))})
+    return sorted({epoch for s in brackets for epoch in _judged_epochs(max_t, grace, factor, s)})
+
+
+def _judged_epochs(max_t: int, grace: int, factor: float, s: int) -> list[int]:
+    """Ray's ``_Bracket.on_result``, replayed for one trial: bracket s's
+    milestones are ``grace * factor**(k + s)``, as many as ``int(log(max_t /
+    grace) / log(factor) - s + 1)`` (numpy's logs, as Ray takes them). At
+    each epoch the trial is judged at the highest milestone it has reached
+    and not yet been judged at, if any: a fractional milestone is judged at
+    the epoch above it, and when two milestones fall between the same epochs
+    (factor 1.3) the lower one is judged at a later epoch."""
+    import numpy
+
+    count = int(numpy.log(max_t / grace) / numpy.log(factor) - s + 1)
+    milestones = [grace * factor ** (k + s) for k in reversed(range(count))]
+    recorded, judged = set(), []
+    for epoch in range(1, int(max_t) + 1):
+        for i, milestone in enumerate(milestones):
+            if epoch >= milestone and i not in recorded:
+                recorded.add(i)
+                judged.append(epoch)
+                break
+    return judged
 
 
 def hyperband_brackets(scheduler: dict) -> list[tuple[int, int]]:

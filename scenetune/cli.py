@@ -9,12 +9,17 @@ import argparse
 import json
 import os
 import sys
+import traceback
+
+from scenetune import api
+from scenetune.core.errors import UserError
 
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 1
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit status 2."""
+class UsageError(UserError):
+    """A bad flag or argument: reported in one line, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,32 +27,13 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _bad_input_types():
-    """Exceptions that mean the user's input is wrong (imported lazily)."""
-    from scenetune.analysis.experiment import ExperimentError
-    from scenetune.analysis.report import ReportError
-    from scenetune.analysis.study import ExportError
-    from scenetune.search.replay import ReplayError
-    from scenetune.search.spec import SpecError
-    from scenetune.trainables.data.datasets import DatasetError
-    from scenetune.commands.evaluate import EvaluationError
-    from scenetune.commands.generate import GenerateError
-    from scenetune.commands.predict import PredictError
-    return (UsageError, SpecError, DatasetError, ExperimentError, ReplayError, FileExistsError, ValueError,
-            ReportError, EvaluationError, PredictError, GenerateError, ExportError)
-
-
 def cmd_sweep(args) -> int:
-    from scenetune.analysis import best_trials, format_best, load_experiment, pareto_trials
-    from scenetune.search.spec import load_spec
-    from scenetune.search.tuner import run_sweep
+    from scenetune.analysis import best_trials, format_best, pareto_trials
 
-    overrides = {"search.num_samples": args.num_samples, "storage": args.storage, "name": args.name}
-    spec = load_spec(args.spec, overrides)
-    uri = run_sweep(spec, address=args.address, resume=args.resume)
-    exp = load_experiment(uri)
+    exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
+                    address=args.address, resume=args.resume).logs
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
-    print(f"\nexperiment: {uri}")
+    print(f"\nexperiment: {exp.uri}")
     print(data_check_line(exp.data_check))
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not exp.epochs.empty and exp.spec.get("objectives"):
@@ -79,10 +65,29 @@ def cmd_data_check(args) -> int:
     return 1 if result.bad else 0
 
 
-def cmd_best(args) -> int:
-    from scenetune.analysis import best_trials, format_best, load_experiment, pareto_trials
+def warn(message: str) -> None:
+    print(f"scenetune: warning: {message}", file=sys.stderr, flush=True)
 
-    exp = load_experiment(args.experiment)
+
+def _progress(message: str) -> None:
+    if message.startswith("warning: "):
+        warn(message.removeprefix("warning: "))
+    else:
+        print(message, flush=True)
+
+
+def _experiment(uri: str) -> api.Experiment:
+    """The experiment, its damaged logs named on stderr."""
+    exp = api.load_experiment(uri, progress=_progress)
+    for note in exp.warnings:
+        warn(note)
+    return exp
+
+
+def cmd_best(args) -> int:
+    from scenetune.analysis import best_trials, format_best, pareto_trials
+
+    exp = _experiment(args.experiment).logs
     metric, mode = args.metric or exp.metric, args.mode or exp.mode
     if exp.spec.get("objectives") and not args.metric:  # multi-objective: the Pareto set
         entries = pareto_trials(exp, args.scope)
@@ -96,19 +101,12 @@ def cmd_best(args) -> int:
 def cmd_export(args) -> int:
     from optuna.trial import TrialState
 
-    from scenetune.analysis import load_experiment
-    from scenetune.analysis.study import export_study
-
-    study = export_study(load_experiment(args.experiment), args.optuna, args.study_name)
+    study = _experiment(args.experiment).export_optuna(args.optuna, args.study_name)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     counts = [states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     print(f"wrote {len(states)} trials ({counts[0]} complete, {counts[1]} pruned, {counts[2]} failed) to study "
           f"{study.study_name} at {args.optuna}; view it with: optuna-dashboard {args.optuna}")
     return 0
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr if message.startswith("warning:") else sys.stdout, flush=True)
 
 
 def cmd_report(args) -> int:
@@ -119,10 +117,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from scenetune.commands.evaluate import evaluate_experiment  # TensorFlow: imported only by this command
-
-    evaluate_experiment(args.experiment, retrain=args.retrain, progress=_progress)
+    _experiment(args.experiment).evaluate(retrain=args.retrain)  # TensorFlow: imported only by this command
     return 0
 
 
@@ -141,7 +136,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from scenetune.search.replay import ReplayError, replay
+    from scenetune.commands.replay import ReplayError, replay
     from scenetune.search.tuner import connect
 
     def progress(done, total):
@@ -288,15 +283,22 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input (a :class:`UserError`): one line, exit 2.
+    Any other exception is a bug: its traceback, a line saying so, exit 1."""
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except _bad_input_types() as e:
+    except UserError as e:
         print(f"scenetune: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("scenetune: interrupted; `scenetune sweep SPEC --resume` continues a sweep", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - a bug: shown whole, and said to be one
+        traceback.print_exc()
+        print("scenetune: internal error: this is a bug in scenetune, not in your input; the traceback above "
+              "shows where", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import json
 import time
 
 from ray.tune import Callback
+
 from scenetune.core import storage
 
 TIMINGS_FILE = "sweep_timings.json"

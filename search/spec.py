@@ -12,28 +12,13 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
 from scenetune.core import storage
 from scenetune.core.errors import UserError
 from scenetune.core.registry import SAMPLERS, SWEEP_SCHEDULERS, TRAINABLES, trainable
 from scenetune.core.rungs import asha_rungs, hyperband_brackets, scheduler_rungs
-from scenetune.spaces import (
-    Param,
-    SpaceError,
-    deep_merge,
-    flatten,
-    get_path,
-    parse_space,
-    set_path,
-)
+from scenetune.spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
 
 
 class SpecError(UserError, ValueError):

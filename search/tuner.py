@@ -17,14 +17,10 @@ import optuna
 import ray
 import yaml
 from ray import tune
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    HyperBandScheduler,
-    MedianStoppingRule,
-)
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
+
 from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
 from scenetune.core.rungs import hyperband_brackets
@@ -38,11 +34,7 @@ from scenetune.search.ray_compat import (
 from scenetune.search.spec import SpecError, SweepSpec, parse_spec
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from scenetune.trainables.data.datacheck import check_dataset, enforce
-from scenetune.trainables.data.datasets import (
-    SplitSpec,
-    build_manifest,
-    manifest_to_csv,
-)
+from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
 
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
 WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)

@@ -14,7 +14,13 @@ from typing import Any, Iterable
 
 import optuna.distributions as od
 from ray import tune
-from scenetune.spaces.params import Param
+
+from scenetune.core.errors import UserError
+from scenetune.spaces.params import Param, SpaceError
+
+
+class SpecPathError(UserError, ValueError):
+    """A dotted key that runs through a value, not a group."""
 
 
 def to_tune(params: Iterable[Param]) -> dict:
@@ -44,7 +50,7 @@ def tune_domain(p: Param):
             return tune.qrandint(a[0], a[1], a[2])  # inclusive upper bound
         case "logint":
             return tune.lograndint(a[0], a[1] + 1)
-    raise ValueError(f"space.{p.key}: no Ray Tune domain for kind {p.kind!r}")
+    raise SpaceError(p.key, f"no Ray Tune domain for kind {p.kind!r}")
 
 
 def to_optuna(params: Iterable[Param]) -> dict[str, od.BaseDistribution]:
@@ -69,8 +75,8 @@ def optuna_distribution(p: Param) -> od.BaseDistribution:
             return od.IntDistribution(a[0], a[1], step=a[2])
         case "logint":
             return od.IntDistribution(a[0], a[1], log=True)
-    raise ValueError(f"space.{p.key}: {p.kind!r} has no Optuna distribution; "
-                     "use search.algorithm grid or random for grid declarations")
+    raise SpaceError(p.key, f"{p.kind!r} has no Optuna distribution; "
+                               "use search.algorithm grid or random for grid declarations")
 
 
 def set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -80,7 +86,7 @@ def set_path(tree: dict, dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"{dotted}: {part!r} already holds a value, not a group")
+            raise SpecPathError(f"{dotted}: {part!r} already holds a value, not a group")
     node[leaf] = value
 
 

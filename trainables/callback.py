@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import keras
+
 from scenetune.trainables.faults import inject_fault
 from scenetune.trainables.reporting import report_epoch
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from ray import tune
+
 from scenetune.core.layout import RESOLVED_CONFIG_FILE
 
 

@@ -19,6 +19,7 @@ import os
 def import_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras  # noqa: F401
-    import scenetune.trainables.classifier.train  # noqa: F401  (the GAN's trainable imports it too)
     import tensorflow  # noqa: F401
+
+    import scenetune.trainables.classifier.train  # noqa: F401  (the GAN's trainable imports it too)
     gc.freeze()

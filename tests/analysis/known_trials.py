@@ -15,10 +15,12 @@ import os
 
 import pandas as pd
 from ray import tune
+
 from scenetune.search.spec import parse_spec
 from scenetune.search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
 from scenetune.spaces import deep_merge
-
+from scenetune.trainables.classifier.config import ClassifierConfig
+from scenetune.trainables.reporting import write_resolved_config
 from tests.conftest import BASE_SPEC, deep_update
 
 # (backbone, image_size, seed) -> per-epoch val_accuracy and epoch_time_s; fail_at: raise at that epoch.
@@ -55,6 +57,8 @@ def known_predictions(manifest_text: str, classes: list[str]) -> pd.DataFrame:
 
 def train_known(config: dict) -> None:
     entry = KNOWN[(config["backbone"], config["image_size"], config["seed"])]
+    cfg = ClassifierConfig.model_validate(config)
+    write_resolved_config(cfg, **cfg.facts())  # as the classifier trainable does
     with open(config["data"]["manifest"]) as f:
         known_predictions(f.read(), config["data"]["classes"]).to_csv("val_predictions.csv", index=False)
     train_time = 0.0

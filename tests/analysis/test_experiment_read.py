@@ -1,61 +1,11 @@
 """Reading real Ray Tune experiment directories: ASHA's rungs, statuses,
 wall time, and damaged inputs that warn instead of crashing."""
 
-import math
-
 import pytest
-from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
+
 from scenetune.analysis import load_experiment
-from scenetune.core.rungs import (
-    asha_rungs,
-    hyperband_brackets,
-    hyperband_milestones,
-    scheduler_rungs,
-)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.mark.parametrize("max_t, grace, factor", [(6, 1, 2), (4, 1, 2), (20, 2, 3), (50, 1, 3), (100, 5, 4),
-                                                 (10, 1, 1.5), (9, 1, 3)])
-def test_rungs_are_the_epochs_ray_asha_judges_at(max_t, grace, factor):
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace,
-                              reduction_factor=factor)
-    # A trial is judged at the first epoch that reaches a milestone (1.5 -> 2, 2.25 -> 3).
-    ray_milestones = sorted({math.ceil(milestone) for milestone, _ in scheduler._brackets[0]._rungs})
-    assert asha_rungs({"name": "asha", "max_t": max_t, "grace_period": grace,
-                       "reduction_factor": float(factor)}) == ray_milestones
-    assert asha_rungs({"name": "none"}) == []
-
-
-@pytest.mark.parametrize("max_t, grace, factor, brackets", [(8, 1, 3, 2), (9, 1, 3, 3), (20, 2, 3, 2), (10, 1, 1.5, 3)])
-def test_rungs_of_several_asha_brackets_are_every_bracket_s(max_t, grace, factor, brackets):
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace,
-                              reduction_factor=factor, brackets=brackets)
-    ray_milestones = sorted({math.ceil(milestone) for bracket in scheduler._brackets for milestone, _ in bracket._rungs})
-    spec = {"name": "asha", "max_t": max_t, "grace_period": grace, "reduction_factor": float(factor),
-            "brackets": brackets}
-    assert asha_rungs(spec) == scheduler_rungs(spec) == ray_milestones
-    assert asha_rungs(spec, bracket=0) == asha_rungs(dict(spec, brackets=1))
-
-
-@pytest.mark.parametrize("max_t, factor", [(8, 3), (9, 3), (27, 3), (20, 2), (10, 1.5), (81, 3), (2, 3)])
-def test_hyperband_milestones_are_where_ray_halves_its_brackets(max_t, factor):
-    scheduler = HyperBandScheduler(time_attr="training_iteration", max_t=max_t, reduction_factor=factor)
-    ray_milestones, ray_brackets = set(), []
-    for s in range(scheduler._s_max_1):
-        if scheduler._get_r0(s) == 0:
-            continue  # Ray skips a bracket that would start at epoch 0
-        bracket = scheduler._create_bracket(s)
-        ray_brackets.append((bracket._n0, bracket._r0))
-        ray_milestones.add(bracket._cumul_r)
-        for _ in range(s):  # Ray's own halving steps (no live trials to sort)
-            bracket.successive_halving("m", 1.0)
-            ray_milestones.add(bracket._cumul_r)
-    spec = {"name": "hyperband", "max_t": max_t, "reduction_factor": float(factor)}
-    assert hyperband_milestones(spec) == scheduler_rungs(spec) == sorted(ray_milestones)
-    assert hyperband_brackets(spec) == ray_brackets
-    assert hyperband_milestones({"name": "asha", "max_t": max_t}) == []
 
 
 def test_known_experiment_reads_every_trial_and_epoch(known_experiment):

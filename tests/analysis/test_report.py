@@ -7,9 +7,9 @@ import re
 
 import pandas as pd
 import pytest
+
 from scenetune.analysis import load_experiment
 from scenetune.analysis.importance import param_importances, rebuild_study
-
 from scenetune.cli import main
 
 pytestmark = pytest.mark.slow

@@ -4,11 +4,11 @@ import statistics
 
 import pandas as pd
 import pytest
-from scenetune.analysis import load_experiment
-from scenetune.analysis.classifier_report import best_val_predictions
-from scenetune.analysis.tables import classification_table, model_summary, table_by
 from sklearn.metrics import classification_report
 
+from scenetune.analysis import ExperimentError, load_experiment
+from scenetune.analysis.classifier_report import best_val_predictions
+from scenetune.analysis.tables import classification_table, model_summary, table_by
 from tests.analysis.known_trials import KNOWN
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def test_table1_by_another_parameter_and_an_unknown_one(known_experiment):
     table = table_by(exp, "backbone").set_index("backbone")
     assert table.loc["basic_cnn", "best_val_accuracy"] == 0.32 and table.loc["basic_cnn", "trials"] == 1
     assert table.loc["mobilenet_v2", "best_val_accuracy"] == 0.79 and table.loc["mobilenet_v2", "trials"] == 6
-    with pytest.raises(ValueError, match="--by: 'colour' is not a parameter of this experiment; known: .*image_size"):
+    with pytest.raises(ExperimentError, match="--by: 'colour' is not a parameter of this experiment; known: .*image_size"):
         table_by(exp, "colour")
 
 

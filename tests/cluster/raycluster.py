@@ -204,9 +204,7 @@ class RayTestCluster:
 
     def ray_nodes(self) -> list[dict]:
         """The cluster's nodes as the GCS sees them: ``[{ip, alive}]``."""
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
         from ray._raylet import GcsClient
 
         with socket.socket() as s:  # a GcsClient would wait 30 s for a GCS not up yet

@@ -16,8 +16,8 @@ import subprocess
 import warnings
 
 import pytest
-from scenetune.analysis import load_experiment
 
+from scenetune.analysis import load_experiment
 from tests.cluster.conftest import SCENETUNE, Driver, wait_until
 
 pytestmark = pytest.mark.slow

@@ -33,10 +33,10 @@ import uuid
 
 import pytest
 import yaml
-from scenetune.analysis import load_experiment
-from scenetune.core import storage
 
+from scenetune.analysis import load_experiment
 from scenetune.cli import main
+from scenetune.core import storage
 from tests.cluster.raycluster import free_port
 
 pytestmark = pytest.mark.slow

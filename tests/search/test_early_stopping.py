@@ -5,9 +5,9 @@ epochs show are best, when their first-rung accuracy is chance-level noise
 import pytest
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
+
 from scenetune.search.spec import parse_spec
 from scenetune.search.tuner import scheduler, tune_ranking
-
 from tests.known_curves import BAD, EPOCHS, GOOD, ORDER, known_curves
 
 pytestmark = pytest.mark.slow

@@ -4,6 +4,7 @@ import importlib.util
 import os
 
 import pytest
+
 from scenetune.commands.replay import Recording
 
 BENCHMARK = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "search_efficiency.py")

@@ -7,9 +7,9 @@ import os
 import matplotlib
 import pytest
 import yaml
+
 from scenetune.analysis import load_experiment
 from scenetune.analysis.figures import all_trial_curves
-
 from scenetune.cli import main
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
+
 from scenetune.analysis import load_experiment
 from scenetune.analysis.pareto import pareto_mask
-
 from scenetune.cli import main
 
 OBJECTIVES = [{"metric": "val_accuracy", "mode": "max"}, {"metric": "train_time_s", "mode": "min"}]
@@ -70,6 +70,7 @@ def test_multi_objective_sweep_prints_a_true_pareto_set(ray_local, make_spec, ca
     assert capsys.readouterr().out.startswith("Pareto set of")
 
     import pandas as pd
+
     from scenetune.analysis.report import write_report
     html = write_report(uri)
     table = pd.read_csv(os.path.join(os.path.dirname(html), "tables", "pareto_front.csv"), dtype={"trial_id": str})

@@ -17,10 +17,10 @@ import time
 import boto3
 import pytest
 import yaml
-from scenetune.analysis import load_experiment
-from scenetune.core import storage
 
+from scenetune.analysis import load_experiment
 from scenetune.cli import main
+from scenetune.core import storage
 
 pytestmark = pytest.mark.slow
 

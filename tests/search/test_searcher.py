@@ -2,6 +2,7 @@
 pin those for the first trials, and Optuna samples the rest."""
 
 import pytest
+
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import searcher_and_space
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import yaml
-from scenetune.search.spec import load_spec
 
 from scenetune.cli import main
+from scenetune.search.spec import load_spec
 
 BAD_SPECS = [
     ({"search": {"num_samplez": 3}}, "search.num_samplez: unknown key"),

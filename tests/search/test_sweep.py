@@ -6,10 +6,10 @@ import os
 
 import pytest
 import yaml
-from scenetune.analysis import load_experiment
-from scenetune.search.spec import load_spec, parse_spec
 
+from scenetune.analysis import load_experiment
 from scenetune.cli import main
+from scenetune.search.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import shutil
 
 import pandas as pd
 import pytest
-from scenetune.analysis import load_experiment
 
+from scenetune.analysis import load_experiment
 from scenetune.cli import main
 from tests.bad_images import write_kinds
 

@@ -5,17 +5,8 @@ import optuna
 import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
-from scenetune.spaces import (
-    Param,
-    SpaceError,
-    flatten,
-    get_path,
-    parse_space,
-    set_path,
-    to_optuna,
-    to_tune,
-    unflatten,
-)
+
+from scenetune.spaces import Param, SpaceError, flatten, get_path, parse_space, set_path, to_optuna, to_tune, unflatten
 
 DECLARATIONS = {
     "backbone": {"choice": ["mobilenet_v2", "basic_cnn"]},
@@ -94,7 +85,7 @@ def test_params_round_trip_through_json():
 def test_grid_declarations_become_tune_grid_search():
     params = parse_space({"image_size": {"grid": [50, 150, 224]}})
     assert to_tune(params.values()) == {"image_size": tune.grid_search([50, 150, 224])}
-    with pytest.raises(ValueError, match="grid"):
+    with pytest.raises(SpaceError, match="grid"):
         to_optuna(params.values())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from scenetune.trainables import device
 from scenetune.trainables.classifier.config import ClassifierConfig
 
@@ -70,6 +71,7 @@ def test_configure_on_cpu_applies_threads_precision_and_no_gpu_settings(restore_
 @pytest.mark.parametrize("precision, compute", [("float16", "float16"), ("bfloat16", "bfloat16")])
 def test_mixed_precision_keeps_the_output_in_float32_and_trains_a_step(restore_policy, precision, compute):
     import keras
+
     from scenetune.trainables.classifier.models import build_classifier
 
     cfg = ClassifierConfig(**TINY, mixed_precision=precision)

@@ -17,11 +17,11 @@ import os
 import zipfile
 
 import pytest
+
 from scenetune.analysis import load_experiment
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
-
-from tests.trainables.test_gan_tune import gan_spec
+from tests.trainables.gan.test_tune import gan_spec
 
 pytestmark = pytest.mark.slow
 

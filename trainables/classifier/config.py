@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
 
 
@@ -145,6 +146,12 @@ class ClassifierConfig(Strict):
         for size in sizes:
             self._check_size(size)
         return self
+
+    def facts(self) -> dict:
+        """What the trial's resolved config records besides its fields: the
+        pretrained network behind the backbone (None for one trained from scratch)."""
+        backbone = BACKBONES[self.backbone]
+        return {"backbone_network": backbone.application if backbone.pretrained else None}
 
     def phases(self) -> list[tuple[int, int, int]]:
         """``(first epoch, end epoch, image size)`` of each training phase."""

@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+
 from scenetune.trainables.classifier.models import backbone_of
 
 

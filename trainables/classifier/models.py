@@ -7,6 +7,7 @@ global pooling (or flatten) -> dropout -> dense(units, activation) -> softmax``.
 from __future__ import annotations
 
 import keras
+
 from scenetune.trainables.classifier.backbones import build_backbone, get_backbone
 from scenetune.trainables.classifier.config import ClassifierConfig
 
@@ -33,9 +34,7 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
     inputs = keras.Input((size, size, 3), name="image")
     x = inputs
     if augment_in_model and cfg.augment.enabled:
-        from scenetune.trainables.data.augment import (
-            RandomAffine,  # TensorFlow ops: imported only when used
-        )
+        from scenetune.trainables.data.augment import RandomAffine  # TensorFlow ops: imported only when used
         x = RandomAffine(cfg.augment.model_dump(mode="json"), name="augment")(x)
     x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(x)
     # Fine-tuning pretrained weights: training=False keeps BatchNorm on its

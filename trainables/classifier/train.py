@@ -1,6 +1,6 @@
 """``train_classifier(config)``: the classifier trainable.
 
-Contract (DESIGN.md): reads only its config (validated by
+Contract (docs/architecture.md): reads only its config (validated by
 :class:`~scenetune.trainables.classifier.config.ClassifierConfig`); one Tune iteration per epoch,
 each reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried
 trial resumes from ``ray.tune.get_checkpoint()`` at its next epoch.
@@ -34,11 +34,11 @@ import keras
 import numpy as np
 import pandas as pd
 from ray import tune
+
 from scenetune.core import storage
 from scenetune.core.layout import MODEL_FILE, STATE_FILE
 from scenetune.trainables import device
 from scenetune.trainables.callback import TuneCallback
-from scenetune.trainables.classifier.backbones import BACKBONES
 from scenetune.trainables.classifier.config import ClassifierConfig
 from scenetune.trainables.classifier.models import build_classifier
 from scenetune.trainables.classifier.scores import predictions_frame, scores
@@ -154,8 +154,7 @@ def augments_in_model(cfg: ClassifierConfig, gpus: float) -> bool:
 
 def train_classifier(config: dict) -> None:
     cfg = ClassifierConfig.model_validate(config)
-    backbone = BACKBONES[cfg.backbone]
-    write_resolved_config(cfg, backbone_network=backbone.application if backbone.pretrained else None)
+    write_resolved_config(cfg, **cfg.facts())
     applied = device.configure(cfg.seed, cfg.mixed_precision, tune.get_context())
     manifest = read_manifest(cfg)
     model, done, train_time = restore(cfg, len(cfg.data.classes), augments_in_model(cfg, applied["gpus"]))

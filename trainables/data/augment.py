@@ -28,6 +28,7 @@ import cv2
 import keras
 import numpy as np
 import tensorflow as tf
+
 from scenetune.trainables.classifier.config import Augment
 
 FILL_MODES = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT", "wrap": "WRAP"}

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from filelock import FileLock, Timeout
+
 from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
 CACHE_VERSION = 3  # bump when the decode changes what pixels a file gives

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 import pandas as pd
-from scenetune.core.errors import UserError
 from sklearn.model_selection import train_test_split
+
+from scenetune.core.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")

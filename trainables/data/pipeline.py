@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
 from scenetune.trainables.classifier.config import Augment
 from scenetune.trainables.data.augment import random_warp_uint8
 from scenetune.trainables.data.cache import ImageCache

@@ -14,6 +14,12 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from scenetune.core.errors import UserError
+
+
+class SynthError(UserError):
+    """Bad arguments to ``scenetune data synth``."""
+
 
 def _rand_color(rng, lo=0, hi=255):
     return tuple(int(v) for v in rng.integers(lo, hi, 3))
@@ -262,14 +268,14 @@ def write_synthetic(out: str, classes: int = 6, per_class: int = 60, size: int =
     Returns the class names. Refuses to write into a non-empty ``Images/``.
     """
     if not 1 <= classes <= len(SCENES):
-        raise ValueError(f"--classes must be between 1 and {len(SCENES)}, got {classes}")
+        raise SynthError(f"--classes must be between 1 and {len(SCENES)}, got {classes}")
     if per_class < 1:
-        raise ValueError(f"--per-class must be at least 1, got {per_class}")
+        raise SynthError(f"--per-class must be at least 1, got {per_class}")
     if size < 8:
-        raise ValueError(f"--size must be at least 8 pixels, got {size}")
+        raise SynthError(f"--size must be at least 8 pixels, got {size}")
     images = os.path.join(out, "Images")
     if os.path.isdir(images) and os.listdir(images):
-        raise FileExistsError(f"{images} already holds files; choose an empty OUT")
+        raise SynthError(f"{images} already holds files; choose an empty OUT")
     labels = list(SCENES)[:classes]
     for c, label in enumerate(labels):
         os.makedirs(os.path.join(images, label), exist_ok=True)

@@ -21,6 +21,7 @@ import os
 
 import keras
 import numpy as np
+
 from scenetune.core.layout import STATE_FILE as STATE
 
 

@@ -14,12 +14,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from scenetune.trainables.classifier.config import (
-    CheckpointEpochs,
-    DataRef,
-    DebugFault,
-    Strict,
-)
+
+from scenetune.trainables.classifier.config import CheckpointEpochs, DataRef, DebugFault, Strict
 from scenetune.trainables.gan.metrics import COLLAPSE_DIVERSITY, COLLAPSE_PATIENCE
 
 EXTRACTORS = ("auto", "inception_v3", "classifier", "random")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 from keras import layers
+
 from scenetune.core import storage
 from scenetune.core.layout import MODEL_FILE, model_file
 

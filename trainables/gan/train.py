@@ -1,6 +1,6 @@
 """``train_gan(config)``: the DCGAN trainable.
 
-Contract (DESIGN.md, as the classifier's): reads only its config (validated by
+Contract (docs/architecture.md, as the classifier's): reads only its config (validated by
 :class:`~scenetune.trainables.gan.config.GanConfig`); one Tune iteration per epoch, each
 reported with ``ray.tune.report(metrics, checkpoint=...)``; a retried trial
 resumes from ``ray.tune.get_checkpoint()`` at its next epoch, with both
@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 from ray import tune
+
 from scenetune.core.layout import SAMPLES_DIR
 from scenetune.trainables import device
 from scenetune.trainables.callback import TuneCallback

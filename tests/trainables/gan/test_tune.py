@@ -9,14 +9,16 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+
 from scenetune.analysis import load_experiment
 from scenetune.analysis.gan_report import gan_sections
+from scenetune.cli import main
+from scenetune.core.layout import RESOLVED_CONFIG_FILE
+from scenetune.core.registry import TRAINABLES
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
-from scenetune.core.registry import TRAINABLES
+from scenetune.trainables.gan.config import GanConfig
 from scenetune.trainables.gan.samples import PAD
-
-from scenetune.cli import main
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -45,7 +47,8 @@ def conditional_experiment(ray_local, synth_root, tmp_path_factory):
     """Conditional, grayscale, on two of the three classes: the paths the sweep below does not take."""
     tmp = tmp_path_factory.mktemp("gan_two")
     return load_experiment(run_sweep(load_spec(gan_spec(tmp, synth_root, {
-        "name": "gan-two", "fixed": {"conditional": True, "grayscale": True, "categories": ["cloister", "library"]}}))))
+        "name": "gan-two", "fixed": {"conditional": True, "grayscale": True, "categories": ["cloister", "library"],
+                                     "collapse_diversity": 0.3}}))))
 
 
 def test_two_epochs_report_every_metric_and_write_sample_grids(conditional_experiment):
@@ -72,6 +75,19 @@ def test_two_epochs_report_every_metric_and_write_sample_grids(conditional_exper
     with open(os.path.join(samples, "latest.png"), "rb") as a, open(os.path.join(samples, "epoch_0002.png"), "rb") as b:
         assert a.read() == b.read()
     assert np.asarray(Image.open(os.path.join(samples, "epoch_0001.png"))).std() > 0
+
+
+def test_the_report_draws_the_collapse_threshold_the_trials_ran_with(conditional_experiment, sweep, tmp_path):
+    """Each trial writes its resolved config; the report reads the threshold
+    from there, not from the trainable's default (0.15)."""
+    (trial,) = conditional_experiment.trials.itertuples()
+    resolved = json.load(open(os.path.join(conditional_experiment.uri, trial.trial_dir, RESOLVED_CONFIG_FILE)))
+    assert resolved["collapse_diversity"] == 0.3 and resolved["latent_dim"] == GanConfig.model_fields["latent_dim"].default
+    assert conditional_experiment.resolved_values("collapse_diversity") == [0.3]
+    curves = {s.title: s for s in gan_sections(conditional_experiment, str(tmp_path / "r"), top=1)}
+    assert "diversity below 0.3 or" in curves["GAN: FID and diversity by epoch"].text
+    default, _ = sweep
+    assert default.resolved_values("collapse_diversity") == [GanConfig.model_fields["collapse_diversity"].default]
 
 
 def test_generate_one_category_from_a_conditional_trial(conditional_experiment, tmp_path, capsys):

@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+
 from scenetune.analysis import load_experiment
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+
 from scenetune.trainables.data.cache import ARRAY, INDEX, MARKER, cache_key, open_cache
 from scenetune.trainables.data.decode import load_resized
 

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+
 from scenetune.trainables.classifier.config import ClassifierConfig
 from scenetune.trainables.classifier.models import build_classifier
 from scenetune.trainables.gan.features import (

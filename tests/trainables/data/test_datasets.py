@@ -3,6 +3,7 @@ import os
 import pandas as pd
 import pytest
 from PIL import Image
+
 from scenetune.trainables.data.datasets import (
     DatasetError,
     SplitSpec,

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+from scenetune.cli import main
 from scenetune.trainables.data.datacheck import DataCheckError, check_dataset, enforce
 from scenetune.trainables.data.datasets import (
     DatasetError,
@@ -17,14 +19,7 @@ from scenetune.trainables.data.datasets import (
     manifest_from_csv,
     manifest_to_csv,
 )
-from scenetune.trainables.data.decode import (
-    UndecodableImage,
-    _fast_jpeg,
-    load_resized,
-    load_rgb,
-)
-
-from scenetune.cli import main
+from scenetune.trainables.data.decode import UndecodableImage, _fast_jpeg, load_resized, load_rgb
 from tests.bad_images import jpeg_bytes, write_hidden, write_kinds
 
 KINDS_DIR = "Images/mixed kinds"  # a category name with a space

@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-from scenetune.trainables.data.synth import SCENES, write_synthetic
+
+from scenetune.trainables.data.synth import SCENES, SynthError, write_synthetic
 
 
 def digest(root):
@@ -48,7 +49,7 @@ def test_classes_differ_in_structure_more_than_within(tmp_path):
 
 def test_refuses_to_overwrite_and_bad_arguments(tmp_path):
     write_synthetic(str(tmp_path), classes=1, per_class=1, size=16)
-    with pytest.raises(FileExistsError, match="already holds files"):
+    with pytest.raises(SynthError, match="already holds files"):
         write_synthetic(str(tmp_path), classes=1, per_class=1, size=16)
-    with pytest.raises(ValueError, match="--classes must be between 1 and"):
+    with pytest.raises(SynthError, match="--classes must be between 1 and"):
         write_synthetic(str(tmp_path / "x"), classes=99)

@@ -5,12 +5,9 @@ import pytest
 import tensorflow as tf
 from keras.src.legacy.preprocessing.image import ImageDataGenerator
 from PIL import Image
+
 from scenetune.trainables.classifier.config import Augment
-from scenetune.trainables.data.augment import (
-    apply_params,
-    random_augment,
-    sample_params,
-)
+from scenetune.trainables.data.augment import apply_params, random_augment, sample_params
 from scenetune.trainables.data.pipeline import decode_resize, make_dataset
 
 

@@ -5,6 +5,8 @@ saturated discriminator, real images)."""
 import numpy as np
 import pytest
 import scipy.linalg
+from scipy.spatial.distance import pdist
+
 from scenetune.trainables.gan.metrics import (
     COLLAPSE_DIVERSITY,
     collapse_state,
@@ -16,7 +18,6 @@ from scenetune.trainables.gan.metrics import (
     kid,
     mean_pairwise_distance,
 )
-from scipy.spatial.distance import pdist
 
 
 def features(n=400, d=16, seed=0, scale=1.0):

@@ -6,10 +6,11 @@ import os
 
 import pandas as pd
 import pytest
+
 from scenetune.analysis import load_experiment
+from scenetune.core.registry import TRAINABLES
 from scenetune.search.spec import load_spec
 from scenetune.search.tuner import run_sweep
-from scenetune.core.registry import TRAINABLES
 from scenetune.trainables.classifier.backbones import BACKBONES
 
 pytestmark = pytest.mark.slow

@@ -4,6 +4,7 @@ input's size and most of its mass in that region."""
 
 import numpy as np
 import pytest
+
 from scenetune.trainables.classifier.config import ClassifierConfig
 
 SIZE = 32
@@ -25,6 +26,7 @@ def scenes(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def trained():
     import keras
+
     from scenetune.trainables.classifier.models import build_classifier
 
     keras.utils.set_random_seed(0)
@@ -56,6 +58,7 @@ def test_heatmap_has_the_input_size_and_its_mass_in_the_region(trained):
 
 def test_overlay_is_a_png_of_the_image_size(trained, tmp_path):
     from PIL import Image
+
     from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
 
     model, images, _ = trained

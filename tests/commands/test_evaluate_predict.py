@@ -7,12 +7,12 @@ import shutil
 
 import pandas as pd
 import pytest
-from scenetune.analysis import best_trials, load_experiment
-from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 from sklearn.metrics import classification_report
 
+from scenetune.analysis import best_trials, load_experiment
 from scenetune.cli import main
+from scenetune.search.spec import load_spec
+from scenetune.search.tuner import run_sweep
 
 pytestmark = pytest.mark.slow
 

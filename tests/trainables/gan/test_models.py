@@ -6,13 +6,10 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+
 from scenetune.trainables.gan.checkpoint import load_checkpoint, save_checkpoint
 from scenetune.trainables.gan.config import GanConfig
-from scenetune.trainables.gan.models import (
-    build_discriminator,
-    build_generator,
-    generator_widths,
-)
+from scenetune.trainables.gan.models import build_discriminator, build_generator, generator_widths
 from scenetune.trainables.gan.samples import PAD, save_grid, tile
 from scenetune.trainables.gan.train import build_gan, fixed_latents
 

@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+
 from scenetune.trainables.classifier.config import Augment, ClassifierConfig
 from scenetune.trainables.classifier.models import build_classifier
-from scenetune.trainables.data.augment import (
-    RandomAffine,
-    transform_matrices,
-    warp_uint8,
-)
+from scenetune.trainables.data.augment import RandomAffine, transform_matrices, warp_uint8
 from scenetune.trainables.data.cache import open_cache
 from scenetune.trainables.data.pipeline import cached_dataset, decode_resize
 

@@ -10,24 +10,13 @@ import pandas as pd
 import pytest
 import ray.cloudpickle
 from ray import tune
+
 from scenetune.analysis import load_experiment
-from scenetune.commands.replay import (
-    ReplayError,
-    load_recording,
-    nearest,
-    replay,
-    replay_once,
-)
+from scenetune.cli import main
+from scenetune.commands.replay import ReplayError, load_recording, nearest, replay, replay_once
 from scenetune.core.layout import SPEC_FILE
 from scenetune.search.spec import parse_spec
-from scenetune.search.tuner import (
-    scheduler,
-    searcher_and_space,
-    trial_dirname,
-    tune_ranking,
-)
-
-from scenetune.cli import main
+from scenetune.search.tuner import scheduler, searcher_and_space, trial_dirname, tune_ranking
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow
@@ -91,6 +80,7 @@ def test_replaying_a_recorded_configuration_gives_its_curve_exactly(complete, tm
     for trial_id, point in zip(rec.curves, points):
         assert nearest(rec, point) == trial_id
     from ray.tune.search import BasicVariantGenerator
+
     from scenetune.commands.replay import replay_trainable
     from scenetune.spaces import to_tune
     grid = tune.Tuner(tune.with_parameters(replay_trainable, recording=rec),

@@ -2,6 +2,7 @@
 
 import keras
 import pytest
+
 from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
 from scenetune.trainables.classifier.config import ClassifierConfig
 from scenetune.trainables.classifier.models import backbone_of, build_classifier

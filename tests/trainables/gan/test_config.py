@@ -4,8 +4,9 @@ import copy
 
 import pytest
 from pydantic import ValidationError
-from scenetune.search.spec import SpecError, parse_spec
+
 from scenetune.core.registry import TRAINABLES
+from scenetune.search.spec import SpecError, parse_spec
 from scenetune.trainables.classifier.config import DataRef
 from scenetune.trainables.gan.config import GanConfig
 
