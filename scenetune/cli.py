@@ -13,6 +13,7 @@ import traceback
 
 from scenetune import api
 from scenetune.core.errors import UserError
+from scenetune.core.registry import REPLAY_SEARCHERS, SCHEDULERS
 
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
@@ -235,8 +236,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("replay", help="compare search strategies by replaying a finished experiment's curves")
     p.add_argument("experiment", help="a finished classifier experiment (path or s3://...)")
-    p.add_argument("--searcher", default="random,tpe", help="comma-separated: random, tpe")
-    p.add_argument("--scheduler", default="none,asha", help="comma-separated: none, asha, hyperband, median")
+    p.add_argument("--searcher", default="random,tpe", help=f"comma-separated: {', '.join(REPLAY_SEARCHERS)}")
+    p.add_argument("--scheduler", default="none,asha", help=f"comma-separated: {', '.join(SCHEDULERS)}")
     p.add_argument("--repeats", type=int, default=10, help="replayed sweeps per strategy (seeds 0..n-1)")
     p.add_argument("--num-samples", type=int, help="trials per replayed sweep (default: as many as recorded)")
     p.add_argument("--max-concurrent", type=int, default=1, help="replayed trials at once (1: deterministic)")

@@ -44,14 +44,14 @@ def test_bad_input_raises_a_user_error_not_system_exit(tmp_path):
 def test_a_notebook_sweep_from_a_dict(tmp_path, synth_root, ray_local):
     lines = []
     spec = deep_update(BASE_SPEC, {"data": {"root": synth_root}, "search": {"num_samples": 2},
-                                   "space": {"dense_units": {"choice": [8, 16]}}})
+                                   "space": {"dropout": {"choice": [0.0, 0.2]}}})
     exp = scenetune.sweep(spec, name="nb", storage=str(tmp_path), progress=lines.append)
     assert exp.uri == os.path.join(str(tmp_path), "nb") and len(exp.trials) == 2
     assert "nb" in repr(exp)
 
     best = exp.best(top=2)
     assert isinstance(best, pd.DataFrame) and list(best.columns[:4]) == ["trial_id", "status", "epoch", "val_accuracy"]
-    assert best["val_accuracy"].is_monotonic_decreasing and "config.dense_units" in best
+    assert best["val_accuracy"].is_monotonic_decreasing and "config.dropout" in best
     assert best["trial_id"].tolist() == [e["trial_id"] for e in best_trials(exp.logs, top=2)]
 
     html = exp.report(out=str(tmp_path / "report"))
@@ -64,3 +64,19 @@ def test_a_notebook_sweep_from_a_dict(tmp_path, synth_root, ray_local):
 
     again = scenetune.load_experiment(exp.uri)
     assert again.best(top=2)["trial_id"].tolist() == best["trial_id"].tolist()
+
+
+def test_the_cli_reports_bad_input_in_one_line_and_a_bug_with_its_traceback(tmp_path, capsys, monkeypatch):
+    from scenetune import cli
+
+    assert cli.main(["best", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.strip() == f"scenetune: error: {tmp_path / 'nothing'}: no such experiment directory"
+
+    def bug(args):  # a ValueError that is not the user's: once reported as bad input, now a bug
+        raise ValueError("cannot reshape array of size 3 into shape (2,)")
+
+    monkeypatch.setattr(cli, "cmd_best", bug)
+    assert cli.main(["best", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: cannot reshape" in err
+    assert err.rstrip().splitlines()[-1].startswith("scenetune: internal error: this is a bug in scenetune")

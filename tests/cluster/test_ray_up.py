@@ -225,7 +225,7 @@ def test_ray_up_exec_and_down_on_loopback_then_a_sweep_on_that_cluster(onprem, m
         assert time.monotonic() < deadline, f"the worker never joined: {nodes}\n{autoscaler_log(onprem)}"
         time.sleep(5)
     home = onprem["home"]
-    assert os.path.isfile(os.path.join(home, "scenetune", "search", "cli.py")), "the project was file-mounted"
+    assert os.path.isfile(os.path.join(home, "scenetune", "scenetune", "cli.py")), "the project was file-mounted"
     assert not os.path.exists(os.path.join(home, "scenetune", ".venv")), "rsync_filter kept .venv home"
     assert os.path.isfile(os.path.join(home, "data", "indoor67", ".synced")), "the dataset was synced"
 

@@ -82,7 +82,7 @@ def test_the_report_draws_the_collapse_threshold_the_trials_ran_with(conditional
     from there, not from the trainable's default (0.15)."""
     (trial,) = conditional_experiment.trials.itertuples()
     resolved = json.load(open(os.path.join(conditional_experiment.uri, trial.trial_dir, RESOLVED_CONFIG_FILE)))
-    assert resolved["collapse_diversity"] == 0.3 and resolved["latent_dim"] == GanConfig.model_fields["latent_dim"].default
+    assert resolved["collapse_diversity"] == 0.3 and resolved["collapse_patience"] == GanConfig.model_fields["collapse_patience"].default
     assert conditional_experiment.resolved_values("collapse_diversity") == [0.3]
     curves = {s.title: s for s in gan_sections(conditional_experiment, str(tmp_path / "r"), top=1)}
     assert "diversity below 0.3 or" in curves["GAN: FID and diversity by epoch"].text
