@@ -13,7 +13,13 @@ Two appliers of the same matrices:
 - :func:`apply_params`, TensorFlow's ``ImageProjectiveTransformV3`` on float
   batches, which runs on a GPU: :class:`RandomAffine` wraps it as the model's
   first layer (active only in training), so a GPU trial's CPU just streams
-  uint8 batches.
+  uint8 batches. ``fill_mode: wrap`` resamples with :func:`wrap_bilinear`
+  instead: TensorFlow's WRAP differs from OpenCV's (see there).
+
+``wrap`` tiles the image with period n (abcd|abcd|abcd, as Keras documents it
+and OpenCV's BORDER_WRAP does); ImageDataGenerator hands ``wrap`` to scipy,
+whose ``wrap`` repeats with period n - 1 (the last and first pixel overlap):
+our ``wrap`` is scipy's ``grid-wrap``.
 
 Shifts follow the documented meaning (``width_shift_range`` moves the image
 horizontally by a fraction of its width). Keras 3's legacy generator swaps the
@@ -99,13 +105,48 @@ def image_size_of(images: tf.Tensor):
     return shape[1], shape[2]
 
 
+def wrap_bilinear(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    """Bilinear resampling of a float ``[batch, h, w, c]`` batch by ``[batch, 8]``
+    projective transforms (output -> input, pixel centres at integers) with the
+    image tiled periodically (abcd|abcd|abcd): OpenCV's ``BORDER_WRAP``, and
+    scipy's ``grid-wrap``. TensorFlow's own WRAP mode is not that: it clamps
+    coordinates between the last pixel and the first one's copy (no
+    interpolation across the seam: the output jumps to the last or first
+    pixel there) and, past one period out, wraps by ``n - 1`` steps of ``n``
+    (wrong pixels). Plain gathers, so it runs on a GPU and under XLA too."""
+    shape = tf.shape(images)
+    batch, h, w, channels = shape[0], shape[1], shape[2], shape[3]
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    rows, cols = tf.meshgrid(tf.range(hf), tf.range(wf), indexing="ij")  # [h, w]
+    a = [transforms[:, i, None, None] for i in range(8)]  # each [batch, 1, 1]
+    k = a[6] * cols + a[7] * rows + 1.0
+    x = (a[0] * cols + a[1] * rows + a[2]) / k  # [batch, h, w]
+    y = (a[3] * cols + a[4] * rows + a[5]) / k
+    x0, y0 = tf.floor(x), tf.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    x0, y0 = tf.math.floormod(x0, wf), tf.math.floormod(y0, hf)
+    x1, y1 = tf.math.floormod(x0 + 1, wf), tf.math.floormod(y0 + 1, hf)
+    flat = tf.reshape(images, tf.stack([batch, h * w, channels]))
+
+    def at(yy, xx):
+        index = tf.reshape(tf.cast(yy, tf.int32) * w + tf.cast(xx, tf.int32), tf.stack([batch, h * w]))
+        return tf.reshape(tf.gather(flat, index, batch_dims=1), shape)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def apply_params(images: tf.Tensor, params: dict, fill_mode: str = "nearest", cval: float = 0.0) -> tf.Tensor:
     """Warp a float ``[batch, h, w, c]`` batch (values 0-255) with the given parameters."""
     height, width = image_size_of(images)
-    warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transform_matrices(params, height, width),
-        output_shape=tf.shape(images)[1:3], fill_value=tf.constant(cval, tf.float32),
-        interpolation="BILINEAR", fill_mode=FILL_MODES[fill_mode])
+    transforms = transform_matrices(params, height, width)
+    if fill_mode == "wrap":
+        warped = wrap_bilinear(images, transforms)
+    else:
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+            fill_value=tf.constant(cval, tf.float32), interpolation="BILINEAR", fill_mode=FILL_MODES[fill_mode])
     return tf.clip_by_value(warped * params["brightness"][:, None, None, None], 0.0, 255.0)
 
 

@@ -7,7 +7,8 @@ from keras.src.legacy.preprocessing.image import ImageDataGenerator
 from PIL import Image
 
 from scenetune.trainables.classifier.config import Augment
-from scenetune.trainables.data.augment import apply_params, random_augment, sample_params
+from scenetune.trainables.data.augment import (RandomAffine, apply_params, random_augment, sample_params,
+                                                transform_matrices, warp_uint8)
 from scenetune.trainables.data.pipeline import decode_resize, make_dataset
 
 
@@ -27,10 +28,14 @@ CASES = [
 
 
 @pytest.mark.parametrize("keras_params", CASES, ids=[",".join(c) for c in CASES])
-@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "constant"])
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "constant", "wrap"])
 def test_same_transform_as_image_data_generator(keras_params, fill_mode):
     img = scene()
-    reference = ImageDataGenerator(fill_mode=fill_mode).apply_transform(img.copy(), keras_params)
+    # The generator hands fill_mode to scipy.ndimage, whose "wrap" repeats the
+    # image with period n - 1 (first and last pixel overlap); the documented
+    # wrap (abcd|abcd|abcd, OpenCV's BORDER_WRAP, ours) is scipy's "grid-wrap".
+    scipy_mode = {"wrap": "grid-wrap"}.get(fill_mode, fill_mode)
+    reference = ImageDataGenerator(fill_mode=scipy_mode).apply_transform(img.copy(), keras_params)
     # Keras 3's legacy generator builds its matrix in (x=column, y=row) order,
     # so its "tx" (drawn from height_shift_range) moves the image sideways: our
     # shift_x is its tx, our shift_y its ty.
@@ -44,6 +49,63 @@ def test_same_transform_as_image_data_generator(keras_params, fill_mode):
     # The same map: only interpolation differs, at the rim where the fill begins.
     assert diff.mean() < 0.5
     assert (diff > 8).mean() < 0.02
+
+
+def gradient_scene(h=64, w=64):
+    """Ramps that jump from 252 to 0 at the right and bottom edges: a wrong
+    seam (no interpolation across it, or the wrong period) shows at once."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 4, yy * 4, (xx + yy) * 2], axis=-1) % 256
+    img[10:20, 12:40] = 250
+    return img.astype(np.uint8)
+
+
+FIXED_PARAMS = {
+    "within one period": {"theta": [17.0, -8.0], "shift_x": [5.0, -3.0], "shift_y": [-4.0, 6.0],
+                          "shear": [10.0, 0.0], "zoom_x": [1.1, 0.9], "zoom_y": [0.9, 1.15], "flip": [True, False],
+                          "brightness": [1.0, 1.2]},
+    "past one period": {"theta": [30.0, 0.0], "shift_x": [70.0, -90.0], "shift_y": [-75.0, 3.5],
+                        "shear": [0.0, 5.0], "zoom_x": [2.6, 1.7], "zoom_y": [2.2, 3.0], "flip": [False, True],
+                        "brightness": [0.9, 1.0]},
+}
+
+
+@pytest.mark.parametrize("case", FIXED_PARAMS)
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "constant", "wrap"])
+def test_the_cpu_warp_and_the_model_layer_agree_for_every_fill_mode(fill_mode, case):
+    """OpenCV's warpAffine (CPU, tf.data) and RandomAffine (in the model) are
+    one transform: what is left is OpenCV's fixed-point resampling (1/32 pixel
+    coordinates, uint8 rounding before the brightness), the same for every
+    fill mode. TensorFlow's own WRAP mode did not interpolate across the
+    seam and wrapped wrongly past one period: 3.4 grey levels apart on the
+    first case, 2.3% of the pixels off by more than 8."""
+    images = np.stack([gradient_scene(), gradient_scene()[::-1]])
+    params = {k: tf.constant(v) for k, v in FIXED_PARAMS[case].items()}
+    layer = RandomAffine(Augment(rotation_range=20, fill_mode=fill_mode, cval=90).model_dump())
+    on_device = layer.apply_fixed(tf.constant(images), params).numpy()
+    transforms = transform_matrices(params, 64, 64).numpy()
+    on_cpu = warp_uint8(images, transforms, params["brightness"].numpy(), fill_mode, 90).astype(np.float32)
+    diff = np.abs(on_device - on_cpu).max(axis=-1)
+    assert diff.mean() < 0.6
+    assert diff.max() <= 8
+    assert np.abs(on_cpu - images).mean() > 20  # and it did transform
+
+
+def test_wrap_tiles_the_image_with_its_own_period():
+    """abcd|abcd|abcd with bilinear interpolation across the seam, however
+    far out: a half-pixel shift by k whole periods reads the same pixels."""
+    row = np.arange(8, dtype=np.float32) * 10
+    images = np.broadcast_to(row[None, None, :, None], (1, 4, 8, 1)).copy()
+    expected = np.array([35, 5, 15, 25, 35, 45, 55, 65], np.float32)  # 70|0 seam: its middle is 35
+    for periods in [0, -1, 1, -3, 5]:
+        params = {k: tf.constant([v]) for k, v in dict(theta=0., shift_x=-0.5 + 8 * periods, shift_y=0.,
+                                                        shear=0., zoom_x=1., zoom_y=1., brightness=1.).items()}
+        params["flip"] = tf.constant([False])
+        warped = apply_params(tf.constant(images), params, "wrap").numpy()[0, :, :, 0]
+        np.testing.assert_allclose(warped, np.broadcast_to(expected, (4, 8)), atol=1e-3, err_msg=f"{periods=}")
+        cpu = warp_uint8(images.astype(np.uint8).repeat(3, -1), transform_matrices(params, 4, 8).numpy(),
+                         np.ones(1), "wrap")[0, :, :, 0]
+        np.testing.assert_allclose(cpu, expected[None].repeat(4, 0), atol=1, err_msg=f"{periods=}")
 
 
 def test_brightness_multiplies_like_the_generator():
