@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 
 PRECISION_POLICIES = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
@@ -44,11 +45,19 @@ def gpu_total_mb() -> list[int]:
 
 
 def trial_resources(context) -> tuple[float, float]:
-    """(CPUs, GPUs) this trial was given by Ray Tune; (0, 0) outside Tune."""
-    try:
-        bundle = context.get_trial_resources().required_resources
-    except Exception:  # outside a Tune trial
+    """(CPUs, GPUs) this trial was given by Ray Tune, read through Ray's public
+    ``ray.tune.get_context().get_trial_resources()`` (a PlacementGroupFactory;
+    its ``required_resources`` sums the trial's bundles). Outside a Tune
+    session Ray documents that call as warning and returning None: (0, 0)
+    then, without Ray's warning. Anything else raises: were Ray's API to
+    change, swallowing the error would silently drop the trial's GPU memory
+    cap and its in-model augmentation."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is meant to only be called inside a function")
+        request = context.get_trial_resources()
+    if request is None:  # not in a Tune session
         return 0.0, 0.0
+    bundle = request.required_resources
     return float(bundle.get("CPU", 0)), float(bundle.get("GPU", 0))
 
 

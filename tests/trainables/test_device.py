@@ -1,9 +1,13 @@
 """Per-trial device set-up, checked on CPU: the GPU memory plan for whole and
 fractional GPUs, the threads a trial's CPUs give, and the spec options
 mixed_precision and jit_compile reaching the model (a float16 or bfloat16
-policy keeps the softmax in float32, and one training step runs)."""
+policy keeps the softmax in float32, and one training step runs); the
+trial's resources read through Ray Tune's public context, in a real trial
+and outside one, and any other failure to read them surfacing."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -48,7 +52,50 @@ class TrialContext:
 
 def test_trial_resources_are_read_from_the_tune_context():
     assert device.trial_resources(TrialContext(4, 0.25)) == (4.0, 0.25)
-    assert device.trial_resources(object()) == (0.0, 0.0), "outside a trial"
+
+
+def test_outside_a_tune_session_there_are_no_resources_and_no_error():
+    from ray import tune
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Ray's "meant to only be called inside" warning is not ours to pass on
+        assert device.trial_resources(tune.get_context()) == (0.0, 0.0)
+
+
+class BrokenContext:
+    """A context whose accessor fails as a changed Ray API would."""
+
+    def get_trial_resources(self):
+        raise RuntimeError("the trial's resources moved")
+
+
+def test_an_unexpected_error_reading_the_resources_surfaces():
+    with pytest.raises(RuntimeError, match="moved"):
+        device.trial_resources(BrokenContext())
+    with pytest.raises(AttributeError):
+        device.trial_resources(object())  # no accessor at all: not "outside a trial"
+    with pytest.raises(RuntimeError, match="moved"):
+        device.configure(0, "float32", BrokenContext())
+
+
+def report_resources(config):
+    from ray import tune
+
+    from scenetune.trainables import device as trial_device
+
+    cpus, gpus = trial_device.trial_resources(tune.get_context())
+    tune.report({"cpus": cpus, "gpus": gpus})
+
+
+@pytest.mark.slow
+def test_a_real_tune_trial_reads_its_resources(ray_local, tmp_path):
+    from ray import tune
+
+    tuner = tune.Tuner(tune.with_resources(report_resources, {"cpu": 1}),
+                       run_config=tune.RunConfig(name="device", storage_path=str(tmp_path), verbose=0))
+    (result,) = tuner.fit()
+    assert result.error is None
+    assert (result.metrics["cpus"], result.metrics["gpus"]) == (1.0, 0.0)
 
 
 @pytest.fixture
