@@ -84,8 +84,9 @@ def _plain(v):
 
 
 def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: str,
-                objectives: list[dict] | None = None) -> str:
-    """Text, JSON or YAML. With ``objectives`` the entries are a Pareto set."""
+                objectives: list[dict] | None = None, compact: bool = False) -> str:
+    """Text, JSON or YAML. With ``objectives`` the entries are a Pareto set.
+    ``compact`` text gives each configuration on one line (YAML flow style)."""
     if fmt not in FORMATS:
         raise ExperimentError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     document = {"metric": metric, "mode": mode, "scope": scope, "best": entries}
@@ -106,6 +107,8 @@ def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: st
         title = f"best {len(entries)} by {metric} ({mode}, scope {scope}):"
     lines = [title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     for entry in entries if objectives else entries[:1]:  # every point of a front; the best one otherwise
+        config = (yaml.safe_dump(entry["config"], sort_keys=True, default_flow_style=True, width=10**6)
+                  if compact else yaml.safe_dump(entry["config"], sort_keys=True))
         lines += ["", f"configuration of {entry['trial_id']} (paste under `fixed:` to train it again):",
-                  yaml.safe_dump(entry["config"], sort_keys=True).rstrip()]
+                  config.rstrip()]
     return "\n".join(lines)

@@ -37,8 +37,8 @@ import gpu_fractional  # noqa: E402  (this folder's benchmark)
 def warm_gpu_trials(root: str, storage: str, cap_mb: int) -> list[dict]:
     """Check 1: 8 quarter-GPU trials, 4 at a time, in reused processes."""
     args = SimpleNamespace(backbone="mobilenet_v2", size=128, epochs=2, batch_size=32, precision="float32")
+    from scenetune.search.run import run_sweep
     from scenetune.search.spec import parse_spec
-    from scenetune.search.tuner import run_sweep
 
     spec = parse_spec({
         "name": "warm-gpu", "trainable": "classifier", "storage": storage, "data": {"dataset": "mit67", "root": root},

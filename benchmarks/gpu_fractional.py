@@ -58,8 +58,8 @@ class MemorySampler(threading.Thread):
 
 def sweep(name: str, gpu: float, cpu: float, args, root: str, storage: str) -> tuple[list[dict], float]:
     from scenetune.analysis import load_experiment
+    from scenetune.search.run import run_sweep
     from scenetune.search.spec import parse_spec
-    from scenetune.search.tuner import run_sweep
 
     spec = parse_spec({
         "name": name, "trainable": "classifier", "storage": storage,

@@ -93,8 +93,8 @@ def scenetune_times(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_scenetune(method: str, seed: int, bench: Bench) -> Run:
+    from scenetune.search.run import run_sweep
     from scenetune.search.spec import parse_spec
-    from scenetune.search.tuner import run_sweep
 
     args = bench.args
     spec = {"name": f"peers-{seed}-{method}", "trainable": "classifier",
@@ -214,7 +214,7 @@ def warm_up(bench: Bench, ray_too: bool) -> None:
     model, train = trial_setup(bench, {}, 0)
     model.fit(train, epochs=1, verbose=0, shuffle=False)
     if ray_too:
-        from scenetune.search.tuner import connect
+        from scenetune.search.run import connect
 
         connect(None)
 

@@ -56,8 +56,8 @@ SPEC = {
 
 def record(workdir: str, fixture: str, trials: int, epochs: int, per_class: int, classes: int = 8) -> None:
     """Run the real sweep with no early stopping and keep its logs as the fixture."""
+    from scenetune.search.run import run_sweep
     from scenetune.search.spec import parse_spec
-    from scenetune.search.tuner import run_sweep
     from scenetune.trainables.data.synth import write_synthetic
 
     data = os.path.join(workdir, "synth")

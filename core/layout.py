@@ -49,3 +49,13 @@ def model_file(path: str) -> str:
     """``path`` itself when it names a ``.keras`` file, else the model file in that folder."""
     path = str(path).rstrip("/")
     return path if path.endswith(".keras") else storage.join(path, MODEL_FILE)
+
+
+STATE_PREFIX = "experiment_state-"  # Ray Tune's saved state of an experiment: the newest one counts
+
+
+def newest_state_file(uri: str) -> str | None:
+    """The experiment's newest ``experiment_state-*.json``, or None."""
+    names = [name for name, is_dir in storage.list_dir(uri)
+             if not is_dir and name.startswith(STATE_PREFIX) and name.endswith(".json")]
+    return storage.join(uri, sorted(names)[-1]) if names else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 
@@ -103,3 +104,36 @@ def download_dir(uri: str, local_dir: str) -> str:
     os.makedirs(local_dir, exist_ok=True)  # pyarrow copies files into it but does not create it
     pafs.copy_files(path, local_dir, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return local_dir
+
+
+def delete_file(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.delete_file(path)
+
+
+def unwritable_reason(uri: str) -> str | None:
+    """Why files cannot be created under ``uri``, or None when they can.
+    Nothing is left behind: a local path's nearest existing ancestor gets a
+    probe folder, a remote one a probe object, each deleted at once."""
+    uri = normalize(uri)
+    if is_remote(uri):
+        probe = join(uri, f".scenetune-write-probe-{os.getpid()}")
+        try:
+            write_bytes(probe, b"")
+            delete_file(probe)
+        except OSError as e:
+            return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return None
+    path = uri
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return "no part of the path exists"
+        path = parent
+    if not os.path.isdir(path):
+        return f"{path} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".scenetune-write-probe-", dir=path))
+    except OSError as e:
+        return f"{path} is not writable ({e.strerror or e})"
+    return None

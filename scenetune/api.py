@@ -140,12 +140,18 @@ def load_sweep_spec(spec: Any, name: str | None = None, storage: str | None = No
 
 
 def sweep(spec: Any, name: str | None = None, storage: str | None = None, num_samples: int | None = None,
-          address: str | None = None, resume: bool = False, progress: Progress = print) -> Experiment:
+          address: str | None = None, resume: bool = False, verbose: bool = False,
+          progress: Progress = print) -> Experiment:
     """Run (or ``resume``) a sweep to the end and return its experiment.
     ``spec``: a YAML path, a dict shaped like one, or a spec object;
     ``name``, ``storage`` and ``num_samples`` override the spec's.
-    ``address``: a Ray cluster to join (default: an embedded Ray)."""
-    from scenetune.search.tuner import run_sweep
+    ``address``: a Ray cluster to join (default: an embedded Ray);
+    ``verbose``: Ray Tune's per-trial boxes and TensorFlow's and Ray's own
+    log lines too. Ctrl-C raises :class:`scenetune.search.run.SweepInterrupted`
+    (a ``KeyboardInterrupt``) once the state is saved: ``resume=True``
+    continues it."""
+    from scenetune.search.run import run_sweep
 
-    uri = run_sweep(load_sweep_spec(spec, name, storage, num_samples), address=address, resume=resume)
+    uri = run_sweep(load_sweep_spec(spec, name, storage, num_samples), address=address, resume=resume,
+                    verbose=verbose)
     return Experiment(uri, progress)

@@ -1,47 +1,87 @@
-"""``scenetune``: the command line. Thin: each subcommand parses its
-arguments and calls one public function. Bad input exits with status 2 and a
-one-line message naming what is wrong; nothing is overwritten.
-"""
+"""``scenetune``: the command line, a thin table over the Python API
+(:mod:`scenetune.api`) and the commands. The grammar is in
+:mod:`scenetune.cli_parser`. Bad input (a :class:`UserError`) exits with
+status 2 and one line naming what is wrong; nothing is overwritten. Any
+other exception is a bug: its traceback, a line saying so, exit 1. Ctrl-C:
+exit 130. Quiet unless ``-v``: one format for warnings, ``scenetune:
+warning: ...``, and no terminal colour codes in redirected output."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import re
+import shlex
 import sys
 import traceback
 
 from scenetune import api
+from scenetune.cli_parser import UsageError, build_parser
 from scenetune.core.errors import UserError
-from scenetune.core.registry import REPLAY_SEARCHERS, SCHEDULERS
 
-EXIT_BAD_INPUT = 2
-EXIT_BUG = 1
-
-
-class UsageError(UserError):
-    """A bad flag or argument: reported in one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of argparse's usage block
-        raise UsageError(f"{self.prog}: {message}")
+EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
 
 
 def cmd_sweep(args) -> int:
     from scenetune.analysis import best_trials, format_best, pareto_trials
 
-    exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
-                    address=args.address, resume=args.resume).logs
+    strip_colours_unless_terminal()
+    try:
+        exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
+                        address=args.address, resume=args.resume, verbose=args.verbose).logs
+    except KeyboardInterrupt:
+        print(f"scenetune: interrupted; what was saved is kept. Continue with:\n  {resume_command(args)}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {exp.uri}")
-    print(data_check_line(exp.data_check))
+    if args.resume:  # a new sweep printed its data check as it began
+        print(data_check_line(exp.data_check))
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not exp.epochs.empty and exp.spec.get("objectives"):
-        print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"]))
+        print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"],
+                          compact=True))
     elif not exp.epochs.empty:
-        print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last"))
+        print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last", compact=True))
     return 0
+
+
+class _PlainText:
+    """A text stream that drops terminal colour codes (Ray colours its
+    workers' lines whatever the output is)."""
+    CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(self.CODES.sub("", text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def strip_colours_unless_terminal() -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not stream.isatty() and not isinstance(stream, _PlainText):
+            setattr(sys, name, _PlainText(stream))
+
+
+def resume_command(args) -> str:
+    """The exact command that continues the sweep ``args`` started."""
+    from scenetune.api import load_sweep_spec
+
+    try:
+        name = load_sweep_spec(args.spec, args.name, args.storage).name
+    except UserError:
+        name = args.name or "NAME"
+    words = ["scenetune", "sweep", args.spec, "--name", name]
+    for flag, value in (("--storage", args.storage), ("--address", args.address)):
+        if value:
+            words += [flag, value]
+    return shlex.join(words + ["--resume"])
 
 
 def data_check_line(check: dict) -> str:
@@ -117,19 +157,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _tensorflow(args) -> None:
+    """TensorFlow, for the commands that need it: without its start-up lines unless -v."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
+    if args.verbose:
+        os.environ["SCENETUNE_VERBOSE"] = "1"
+    from scenetune.trainables.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
 def cmd_evaluate(args) -> int:
-    _experiment(args.experiment).evaluate(retrain=args.retrain)  # TensorFlow: imported only by this command
+    exp = _experiment(args.experiment)
+    _tensorflow(args)
+    exp.evaluate(retrain=args.retrain)
     return 0
 
 
 def cmd_predict(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from scenetune.commands.predict import PredictError, format_result, predict_images
+
+    _tensorflow(args)
 
     result = predict_images(args.model, args.images, args.top, args.gradcam,
                             progress=lambda m: print(m, file=sys.stderr))
     for path, reason in result.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        warn(f"skipped {path}: {reason}")
     if not result.predictions:
         raise PredictError(f"no readable image among {len(args.images)} input(s)")
     print(format_result(result, args.format))
@@ -138,7 +191,7 @@ def cmd_predict(args) -> int:
 
 def cmd_replay(args) -> int:
     from scenetune.commands.replay import ReplayError, replay
-    from scenetune.search.tuner import connect
+    from scenetune.search.run import connect
 
     def progress(done, total):
         print(f"\rreplayed sweeps: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -179,122 +232,34 @@ def cmd_data_synth(args) -> int:
 def cmd_generate(args) -> int:
     from scenetune.commands.generate import generate_images  # imports Keras only after checking the input
 
+    _tensorflow(args)
+
     source, paths = generate_images(args.experiment, args.n, args.out, args.trial, args.seed, args.category)
     print(f"wrote {len(paths)} images to {args.out} from trial {source.trial_id} (epoch {source.epoch})")
     return 0
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="scenetune", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    p = sub.add_parser("sweep", help="run a sweep (Optuna + ASHA on Ray Tune) from a YAML spec")
-    p.add_argument("spec", help="sweep spec (YAML)")
-    p.add_argument("--address", help="Ray cluster to join: auto, or ray://HOST:10001 (default: embedded Ray)")
-    p.add_argument("--num-samples", type=int, help="override search.num_samples")
-    p.add_argument("--storage", help="override storage (a path, s3://bucket/prefix, gs://...)")
-    p.add_argument("--name", help="override the experiment name")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted experiment of this name")
-    p.set_defaults(func=cmd_sweep)
-
-    p = sub.add_parser("best", help="the best trials of an experiment")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--metric", help="rank by this metric (default: the sweep's)")
-    p.add_argument("--mode", choices=["max", "min"], help="default: the sweep's")
-    p.add_argument("--scope", choices=["last", "all"], default="last",
-                   help="rank by each trial's last epoch, or its best epoch")
-    p.add_argument("--top", type=int, default=1, help="how many trials to show")
-    p.add_argument("--format", choices=["text", "json", "yaml"], default="text")
-    p.set_defaults(func=cmd_best)
-
-    p = sub.add_parser("export", help="write an experiment as an Optuna study (open it in optuna-dashboard)")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--optuna", required=True, metavar="URL",
-                   help="Optuna storage (a database URL, e.g. sqlite:///study.db); never adds to an existing study")
-    p.add_argument("--study-name", help="default: the experiment's name")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("report", help="tables, figures and report.html of an experiment, from its logs")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--out", help="report folder (default: EXPERIMENT/report, or ./report-NAME for remote ones)")
-    p.add_argument("--by", help="Table 1's parameter (default: image_size, else the first searched one)")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("evaluate", help="evaluate the best trial once on the test split (writes EXPERIMENT/final)")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--retrain", action="store_true",
-                   help="fit the best config afresh on train + validation instead of using its checkpoint")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("predict", help="classify new images with a saved model")
-    p.add_argument("model", help="model.keras, or a folder holding one (EXPERIMENT/final)")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
-    p.add_argument("--top", type=int, default=3, help="how many classes to show per image")
-    p.add_argument("--gradcam", metavar="OUT_DIR", help="write Grad-CAM overlays here")
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("replay", help="compare search strategies by replaying a finished experiment's curves")
-    p.add_argument("experiment", help="a finished classifier experiment (path or s3://...)")
-    p.add_argument("--searcher", default="random,tpe", help=f"comma-separated: {', '.join(REPLAY_SEARCHERS)}")
-    p.add_argument("--scheduler", default="none,asha", help=f"comma-separated: {', '.join(SCHEDULERS)}")
-    p.add_argument("--repeats", type=int, default=10, help="replayed sweeps per strategy (seeds 0..n-1)")
-    p.add_argument("--num-samples", type=int, help="trials per replayed sweep (default: as many as recorded)")
-    p.add_argument("--max-concurrent", type=int, default=1, help="replayed trials at once (1: deterministic)")
-    p.add_argument("--tolerance", type=float, default=0.01, help="'within 1 point' of the best: 0.01")
-    p.add_argument("--rank-by", metavar="METRIC:MODE",
-                   help="what the schedulers rank trials by, e.g. val_loss:min (default: as recorded)")
-    p.add_argument("--repeat-recorded", action="store_true",
-                   help="let one recorded trial answer several replayed trials of a sweep (default: each answers "
-                        "one, the nearest not yet used, as a real sweep never runs a configuration twice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--address", help="Ray cluster to join (default: embedded Ray)")
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("generate", help="write images from a GAN experiment's best (or a chosen) trial")
-    p.add_argument("experiment", help="GAN experiment directory (path or s3://...)")
-    p.add_argument("--n", type=int, default=64, help="how many images")
-    p.add_argument("--trial", help="trial id (default: the best by the experiment's metric)")
-    p.add_argument("--out", required=True, help="output folder (files it would overwrite are refused)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the latents")
-    p.add_argument("--category", help="conditional GANs: generate this class only (default: cycle through all)")
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("data", help="dataset tools")
-    data = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
-    s = data.add_parser("synth", help="write a synthetic indoor-scene dataset in the mit67 layout")
-    s.add_argument("out", help="output folder (its Images/ must be empty or absent)")
-    s.add_argument("--classes", type=int, default=6)
-    s.add_argument("--per-class", type=int, default=60)
-    s.add_argument("--size", type=int, default=96, help="image side in pixels")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--aspect-jitter", type=float, default=0.0,
-                   help="vary width and height independently by up to this fraction")
-    s.set_defaults(func=cmd_data_synth)
-    c = data.add_parser("check", help="decode every image once; list bad files (exit 1 if any), conversions, "
-                                      "skipped files and empty categories")
-    c.add_argument("root", help="dataset root")
-    c.add_argument("--layout", choices=["mit67", "folder"], default="mit67",
-                   help="mit67: ROOT/Images/<category>/*; folder: ROOT/<class>/*")
-    c.add_argument("--categories", default="all", help="all, seed25, or a comma-separated list")
-    c.add_argument("--format", choices=["text", "json"], default="text")
-    c.set_defaults(func=cmd_data_check)
-    return parser
+COMMANDS = {"sweep": cmd_sweep, "best": cmd_best, "export": cmd_export, "report": cmd_report,
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "replay": cmd_replay, "generate": cmd_generate,
+            "data synth": cmd_data_synth, "data check": cmd_data_check}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. Bad input (a :class:`UserError`): one line, exit 2.
-    Any other exception is a bug: its traceback, a line saying so, exit 1."""
+    """Run one command; returns its exit status."""
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        args.verbose = getattr(args, "verbose", False)
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(e.usage.rstrip(), file=sys.stderr)
+        print(f"scenetune: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except UserError as e:
         print(f"scenetune: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("scenetune: interrupted; `scenetune sweep SPEC --resume` continues a sweep", file=sys.stderr)
-        return 130
+        print("scenetune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - a bug: shown whole, and said to be one
         traceback.print_exc()
         print("scenetune: internal error: this is a bug in scenetune, not in your input; the traceback above "

@@ -28,7 +28,9 @@ patch is skipped with a warning naming what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import warnings
 
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
@@ -146,3 +148,39 @@ def set_restored_callbacks(tuner, callbacks: list) -> None:
                       "the resumed run's timings are not recorded")
         return
     run_config.callbacks = callbacks
+
+
+@contextlib.contextmanager
+def quiet_trial_boxes():
+    """Ray Tune's terminal reporter at its DEFAULT verbosity prints a box for
+    every trial that starts (its whole config) and ends (every metric), a
+    TensorBoard hint to the driver's staging folder, which the results are
+    not in, and the trial table at once (every trial pending) and every 30 s.
+    While this is active, those boxes wait for VERBOSE (``-v``), the hint is
+    left out, and the first trial table comes after 30 s (or at the end). Class
+    attributes and a method of Ray 2.60's ``ray.tune.experimental.output``;
+    skipped with a warning if a future Ray renames them."""
+    try:
+        from ray.tune.experimental.output import AirVerbosity, TuneReporterBase
+    except ImportError as e:
+        warnings.warn(f"scenetune: Ray Tune's trial boxes left as they are ({e})", stacklevel=2)
+        yield
+        return
+    saved = TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup
+    _, started, setup = saved
+
+    def experiment_started(self, *args, **kwargs):
+        kwargs["tensorboard_path"] = None
+        return started(self, *args, **kwargs)
+
+    def setup_without_first_table(self, *args, **kwargs):
+        setup(self, *args, **kwargs)
+        self._last_heartbeat_time = time.time()
+
+    TuneReporterBase._start_end_verbosity = AirVerbosity.VERBOSE
+    TuneReporterBase.experiment_started = experiment_started
+    TuneReporterBase.setup = setup_without_first_table
+    try:
+        yield
+    finally:
+        TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup = saved

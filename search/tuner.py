@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-import ray
-import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import BasicVariantGenerator
@@ -25,19 +23,13 @@ from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
 from scenetune.core.rungs import hyperband_brackets
 from scenetune.search.clock import SweepClock
-from scenetune.search.ray_compat import (
-    recycle_grown_workers,
-    save_every_trial_status,
-    set_restored_callbacks,
-    tolerate_killed_trial_workers,
-)
-from scenetune.search.spec import SpecError, SweepSpec, parse_spec
+from scenetune.search.ray_compat import set_restored_callbacks
+from scenetune.search.spec import SpecError, SweepSpec
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from scenetune.trainables.data.datacheck import check_dataset, enforce
 from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
 
 STUDY_NAME = "optuna"  # OptunaSearch's name for its in-memory study
-WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
 
 
 def startup_trials(num_samples: int) -> int:
@@ -212,7 +204,8 @@ def trainable(spec: SweepSpec):
 
 
 def _progress(done: int, total: int) -> None:
-    print(f"data check: {done}/{total} files", file=sys.stderr, flush=True)
+    if done < total:  # the summary line follows the last
+        print(f"data check: {done}/{total} files", file=sys.stderr, flush=True)
 
 
 def prepare(spec: SweepSpec) -> Prepared:
@@ -222,6 +215,9 @@ def prepare(spec: SweepSpec) -> Prepared:
     resolved spec into the experiment directory. Nothing is written when it
     refuses."""
     experiment = spec.experiment_uri
+    problem = storage.unwritable_reason(spec.storage)
+    if problem:
+        raise SpecError(f"storage: {spec.storage} cannot hold experiments: {problem}")
     if storage.exists(experiment):
         raise ExperimentExists(f"name: experiment {spec.name!r} already exists at {experiment}; "
                                "pass --resume to continue it, or choose another name")
@@ -283,47 +279,3 @@ def restore_tuner(spec: SweepSpec, clock: SweepClock | None = None) -> tune.Tune
     if clock is not None:
         set_restored_callbacks(tuner, [clock])
     return tuner
-
-
-def connect(address: str | None) -> None:
-    """Join a running cluster (``auto``, ``ray://...``) or start an embedded Ray."""
-    if ray.is_initialized():
-        return
-    if address is None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # local workers inherit it
-    # "local" starts a fresh embedded Ray even when a `ray start` cluster runs
-    # on this machine (ray.init() with no address would join that one).
-    ray.init(address=address or "local", include_dashboard=False if address is None else None,
-             configure_logging=True, logging_level="WARNING",
-             runtime_env={"worker_process_setup_hook": WORKER_SETUP_HOOK})
-
-
-def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> str:
-    """Run (or resume) the sweep to the end; returns the experiment's URI.
-    Where the time went (driver set-up, Ray start, each trial's wall and fit
-    time) is written to the experiment's ``sweep_timings.json``."""
-    clock = SweepClock()
-    if resume:
-        stored = storage.join(spec.experiment_uri, SPEC_FILE)
-        if storage.exists(stored):  # the experiment's own settings win over the file's
-            spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
-        check_restorable(spec)
-        with clock.phase("ray_start_s"):
-            connect(address)
-        tuner = restore_tuner(spec, clock)
-    else:
-        with clock.phase("prepare_s"):
-            prepared = prepare(spec)
-        with clock.phase("ray_start_s"):
-            connect(address)
-        tuner = build_tuner(prepared, clock)
-    tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
-    recycle_grown_workers(spec.resources.recycle_at_growth_mb)
-    save_every_trial_status()
-    try:
-        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples)):
-            tuner.fit()
-    finally:
-        clock.save(spec.experiment_uri)
-    print(clock.summary(), file=sys.stderr, flush=True)
-    return spec.experiment_uri

@@ -15,11 +15,12 @@ from __future__ import annotations
 import gc
 import os
 
+from scenetune.trainables.quiet import import_tensorflow_quietly
+
 
 def import_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
+    import_tensorflow_quietly()  # without its start-up lines, unless -v
 
     import scenetune.trainables.classifier.train  # noqa: F401  (the GAN's trainable imports it too)
     gc.freeze()

@@ -75,7 +75,7 @@ def test_the_cli_reports_bad_input_in_one_line_and_a_bug_with_its_traceback(tmp_
     def bug(args):  # a ValueError that is not the user's: once reported as bad input, now a bug
         raise ValueError("cannot reshape array of size 3 into shape (2,)")
 
-    monkeypatch.setattr(cli, "cmd_best", bug)
+    monkeypatch.setitem(cli.COMMANDS, "best", bug)
     assert cli.main(["best", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "ValueError: cannot reshape" in err

@@ -11,8 +11,8 @@ from sklearn.metrics import classification_report
 
 from scenetune.analysis import best_trials, load_experiment
 from scenetune.cli import main
+from scenetune.search.run import run_sweep
 from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 
 pytestmark = pytest.mark.slow
 

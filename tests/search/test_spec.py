@@ -94,12 +94,17 @@ def test_cli_entry_point_reports_one_line_without_traceback(make_spec):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_bad_cli_arguments_exit_2_in_one_line(capsys):
-    assert main(["sweep"]) == 2
-    assert main(["best", "x", "--top", "three"]) == 2
-    assert main(["frobnicate"]) == 2
-    for line in capsys.readouterr().err.strip().splitlines():
-        assert line.startswith("scenetune: error: ")
+@pytest.mark.parametrize("argv, usage, message", [
+    (["sweep"], "usage: scenetune sweep ", "sweep: the following arguments are required: spec"),
+    (["best", "x", "--top", "three"], "usage: scenetune best ", "best: argument --top: invalid int value: 'three'"),
+    (["frobnicate"], "usage: scenetune ", "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_cli_arguments_give_the_usage_and_one_error_line(capsys, argv, usage, message):
+    """argparse's usage line, then one line naming the command and what is wrong; exit 2."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(usage) and err[-1].startswith(f"scenetune: error: {message}")
+    assert sum(line.startswith("scenetune: error") for line in err) == 1
 
 
 def test_good_spec_resolves_defaults(make_spec, synth_root):

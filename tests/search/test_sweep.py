@@ -124,7 +124,7 @@ def test_points_pin_the_first_trials_then_random_samples(ray_local, make_spec):
         "space": {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]},
                   "augment.horizontal_flip": {"choice": [True, False]}},
         "fixed": {"epochs": 1}}))
-    from scenetune.search.tuner import run_sweep
+    from scenetune.search.run import run_sweep
 
     exp = load_experiment(run_sweep(spec))
     configs = sorted(exp.configs.values(), key=lambda c: c["learning_rate"])

@@ -19,8 +19,8 @@ import zipfile
 import pytest
 
 from scenetune.analysis import load_experiment
+from scenetune.search.run import run_sweep
 from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 from tests.trainables.gan.test_tune import gan_spec
 
 pytestmark = pytest.mark.slow

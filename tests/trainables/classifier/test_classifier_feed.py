@@ -8,8 +8,8 @@ import keras
 import pytest
 
 from scenetune.analysis import load_experiment
+from scenetune.search.run import run_sweep
 from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 from scenetune.trainables.data.augment import RandomAffine
 
 pytestmark = pytest.mark.slow

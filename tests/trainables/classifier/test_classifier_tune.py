@@ -9,8 +9,8 @@ import pytest
 
 from scenetune.analysis import load_experiment
 from scenetune.core.registry import TRAINABLES
+from scenetune.search.run import run_sweep
 from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 from scenetune.trainables.classifier.backbones import BACKBONES
 
 pytestmark = pytest.mark.slow

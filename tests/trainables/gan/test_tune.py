@@ -15,8 +15,8 @@ from scenetune.analysis.gan_report import gan_sections
 from scenetune.cli import main
 from scenetune.core.layout import RESOLVED_CONFIG_FILE
 from scenetune.core.registry import TRAINABLES
+from scenetune.search.run import run_sweep
 from scenetune.search.spec import load_spec
-from scenetune.search.tuner import run_sweep
 from scenetune.trainables.gan.config import GanConfig
 from scenetune.trainables.gan.samples import PAD
 from tests.conftest import BASE_SPEC, deep_update
