@@ -27,6 +27,7 @@ from scenetune.search.ray_compat import (
 )
 from scenetune.search.spec import SweepSpec, parse_spec
 from scenetune.search.tuner import build_tuner, check_restorable, environ, pending_trials, prepare, restore_tuner
+from scenetune.trainables.quiet import VERBOSE_ENV  # set in trial processes by -v
 
 WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
 
@@ -64,6 +65,12 @@ def _stop_at_once(signum, frame):
     raise KeyboardInterrupt  # a second Ctrl-C: no last save
 
 
+def _no_python_resume_hint(record: logging.LogRecord) -> bool:
+    """Drop Ray Tune's "Resume experiment with: Tuner.restore(...)": the CLI
+    prints the ``scenetune sweep ... --resume`` command instead."""
+    return "Tuner.restore(" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def interruptible(experiment: str):
     """Ray Tune's first Ctrl-C ends the run after saving its state, puts back
@@ -74,11 +81,14 @@ def interruptible(experiment: str):
         yield
         return
     previous = signal.signal(signal.SIGINT, _stop_at_once)
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(_no_python_resume_hint)
     try:
         yield
     finally:
         interrupted = signal.getsignal(signal.SIGINT) is _stop_at_once
         signal.signal(signal.SIGINT, previous)
+        tune_logger.removeFilter(_no_python_resume_hint)
     if interrupted:
         raise SweepInterrupted(experiment)
 

@@ -1,0 +1,153 @@
+"""The command line as a user meets it: help, version, errors before any
+work, quiet sweeps, and Ctrl-C."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from scenetune import __version__
+from scenetune.cli import main
+from tests.conftest import BASE_SPEC, deep_update
+
+SCENETUNE = os.path.join(os.path.dirname(sys.executable), "scenetune")
+COMMANDS = [["sweep"], ["best"], ["export"], ["report"], ["evaluate"], ["predict"], ["replay"], ["generate"],
+            ["data", "synth"], ["data", "check"]]
+
+
+def test_every_command_s_help_has_its_defaults_an_example_and_the_exit_codes_and_loads_nothing_heavy():
+    code = ("import sys, contextlib, io\nfrom scenetune.cli import main\nout = {}\n"
+            f"for command in {COMMANDS!r}:\n"
+            "    buffer = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):\n"
+            "        main(command + ['--help'])\n"
+            "    out[' '.join(command)] = buffer.getvalue()\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'tensorflow', 'keras', 'pandas', "
+            "'optuna', 'pyarrow'})\nprint(repr((out, heavy)))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    helps, heavy = eval(run.stdout)  # noqa: S307 - our own repr
+    assert heavy == []
+    for command, text in helps.items():
+        assert f"usage: scenetune {command}" in text and "example:\n  scenetune " in text, command
+        assert "exit status:" in text and "130  interrupted" in text, command
+    assert "(default: last)" in helps["best"] and "(default: 96)" in helps["data synth"]
+    assert "(default: None)" not in "".join(helps.values())
+
+
+def test_version():
+    run = subprocess.run([SCENETUNE, "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == f"scenetune {__version__}"
+
+
+@pytest.mark.parametrize("storage, reason", [("/proc/scenetune", "is not writable"),
+                                             ("{file}/results", "is a file, not a folder")])
+def test_storage_that_cannot_be_written_is_refused_before_the_data_check(make_spec, tmp_path, capsys,
+                                                                         storage, reason):
+    (tmp_path / "a-file").write_text("")
+    storage = storage.format(file=tmp_path / "a-file")
+    assert main(["sweep", make_spec(), "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"scenetune: error: storage: {storage} cannot hold experiments: ") and reason in err
+    assert len(err.strip().splitlines()) == 1 and "data check" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "100000"], "--size must be between 8 and 2048 pixels, got 100000"),
+    (["--aspect-jitter", "5"], "--aspect-jitter must be between 0 and 0.9, got 5"),
+    (["--per-class", "0"], "--per-class must be between 1 and 10000, got 0"),
+    (["--classes", "99"], "--classes must be between 1 and"),
+])
+def test_data_synth_arguments_are_bounded_with_the_flag_named(tmp_path, capsys, args, message):
+    assert main(["data", "synth", str(tmp_path / "out"), *args]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"scenetune: error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def spec_file(tmp_path, synth_root, changes: dict) -> str:
+    spec = deep_update(BASE_SPEC, {"data": {"root": synth_root}, "storage": str(tmp_path / "results")})
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(deep_update(spec, changes)))
+    return str(path)
+
+
+NOISE = {"TensorFlow start-up": "absl::InitializeLog", "oneDNN": "oneDNN custom operations",
+         "a trial's config box": "started with configuration", "a trial's result box": "completed after",
+         "the TensorBoard hint": "tensorboard --logdir", "the snapshot warning": "snapshotting",
+         "Optuna's study line": "A new study created", "Ray's token warning": "Token authentication",
+         "a colour code": "\x1b["}
+
+
+@pytest.mark.slow
+def test_a_sweep_is_quiet_unless_verbose(tmp_path, synth_root):
+    """Two trials of two epochs: scenetune's lines and Ray Tune's trial
+    table, none of the start-up noise; -v brings Ray Tune's trial boxes back."""
+    path = spec_file(tmp_path, synth_root, {"search": {"num_samples": 2}, "checkpoint": {"num_to_keep": 1}})
+    quiet = subprocess.run([SCENETUNE, "sweep", path], capture_output=True, text=True, timeout=600)
+    out = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 0, out
+    assert {what for what, text in NOISE.items() if text in out} == set()
+    assert "Trial status: 2 TERMINATED" in out and "trials: 2 completed" in out
+    assert len(out.splitlines()) <= 45, out  # 32 here when no 30 s status table falls in the run
+    loud = subprocess.run([SCENETUNE, "sweep", path, "--name", "loud", "-v"], capture_output=True, text=True,
+                          timeout=600)
+    assert loud.returncode == 0 and "started with configuration" in loud.stdout + loud.stderr
+
+
+def wait_for_a_result(experiment: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(os.path.getsize(f) for f in glob.glob(os.path.join(experiment, "*", "result.json"))):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+    raise AssertionError("no trial reported")
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_the_resume_command_which_finishes_the_sweep(tmp_path, synth_root):
+    path = spec_file(tmp_path, synth_root, {"name": "stopped", "search": {"num_samples": 2},
+                                           "fixed": {"epochs": 6}})
+    experiment = str(tmp_path / "results" / "stopped")
+    proc = subprocess.Popen([SCENETUNE, "sweep", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_a_result(experiment, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    resume = f"scenetune sweep {path} --name stopped --resume"
+    assert err.rstrip().splitlines()[-1].strip() == resume, err
+    assert "Tuner.restore" not in out + err and "trials:" not in out
+
+    assert main(resume.split()[1:]) == 0
+    from scenetune.analysis import load_experiment
+    exp = load_experiment(experiment)
+    assert exp.trials["status"].tolist() == ["completed", "completed"] and exp.trials["epochs"].eq(6).all()
+
+    states = {f: os.path.getmtime(f) for f in glob.glob(os.path.join(experiment, "experiment_state-*.json"))}
+    again = subprocess.run([SCENETUNE, *resume.split()[1:]], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "is finished (2 trials); nothing to resume" in again.stderr
+    assert {f: os.path.getmtime(f) for f in glob.glob(os.path.join(experiment, "experiment_state-*.json"))} == states
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_and_keeps_what_was_written(tmp_path, synth_root):
+    path = spec_file(tmp_path, synth_root, {"name": "twice", "fixed": {"epochs": 30}})
+    experiment = str(tmp_path / "results" / "twice")
+    proc = subprocess.Popen([SCENETUNE, "sweep", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_a_result(experiment, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    started = time.time()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and time.time() - started < 60, out + err
+    assert re.search(r"scenetune sweep \S+ --name twice --resume", err)
+    from scenetune.analysis import load_experiment
+    assert not load_experiment(experiment).epochs.empty
