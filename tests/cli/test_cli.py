@@ -151,3 +151,13 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_what_was_written(tmp_path, synt
     assert re.search(r"scenetune sweep \S+ --name twice --resume", err)
     from scenetune.analysis import load_experiment
     assert not load_experiment(experiment).epochs.empty
+
+
+@pytest.mark.slow
+def test_evaluate_names_damaged_logs_as_best_and_report_do(damaged_experiment, capsys):
+    for command in (["best"], ["report", "--out", os.path.join(damaged_experiment, "..", "damaged-report")],
+                    ["evaluate"]):
+        main([command[0], damaged_experiment, *command[1:]])
+        err = capsys.readouterr().err
+        assert f"scenetune: warning: {damaged_experiment}/train_known_empty_00000: empty trial directory" in err, \
+            command
