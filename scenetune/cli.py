@@ -118,10 +118,11 @@ def _progress(message: str) -> None:
 
 
 def _experiment(uri: str) -> api.Experiment:
-    """The experiment, its damaged logs named on stderr."""
+    """The experiment, its damaged logs named on stderr (when it has trials)."""
     exp = api.load_experiment(uri, progress=_progress)
-    for note in exp.warnings:
-        warn(note)
+    if not exp.trials.empty:  # a folder with no trial gets one error line from the command, not notes
+        for note in exp.warnings:
+            warn(note)
     return exp
 
 
