@@ -1,7 +1,11 @@
-"""The sweep spec: YAML, validated on load. Unknown keys and wrong types are
-errors that name the key (``search.num_samples: ...``); every ``fixed:`` value
-and every value a ``space:`` declaration can take is checked against the
-trainable's own config model before Ray starts.
+"""The sweep spec: YAML, validated on load. Unknown keys, keys given twice and
+wrong types are errors that name the key (``search.num_samples: ...``), in one
+line; every ``fixed:`` value and every value a ``space:`` declaration can take
+is checked against the trainable's own config model before Ray starts.
+
+Types are strict: a number is a YAML number (``true`` and ``"8"`` are not; an
+integer is accepted where a float is expected, not the other way round), and
+NaN and infinities are refused.
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ from scenetune.core import storage
 from scenetune.core.errors import UserError
 from scenetune.core.registry import SAMPLERS, SWEEP_SCHEDULERS, TRAINABLES, trainable
 from scenetune.core.rungs import asha_rungs, hyperband_brackets, scheduler_rungs
-from scenetune.spaces import Param, SpaceError, deep_merge, flatten, get_path, parse_space, set_path
+from scenetune.search.spec_input import describe, read_spec_file
+from scenetune.spaces import Param, SpaceError, deep_merge, get_path, parse_space, set_path
+from scenetune.spaces.params import brief, shown
+
+# The most epochs a scheduler's max_t may count (the trainables' configs cap
+# their epochs alike): the rung schedule is replayed epoch by epoch.
+MAX_T = 10_000
+# The most rungs (milestones) between grace_period and max_t a scheduler may
+# have: a reduction_factor just above 1 would make millions.
+MAX_RUNGS = 100
 
 
 class SpecError(UserError, ValueError):
@@ -26,14 +39,15 @@ class SpecError(UserError, ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no true for 1, no "8" for 8 (an int is still a float); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SplitSpec(Strict):
     train: float = Field(0.6, ge=0, le=1)
     val: float = Field(0.2, ge=0, le=1)
     test: float = Field(0.2, ge=0, le=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2 ** 32 - 1)
     official: bool = Field(False, description="mit67: test from TestImages.txt, val carved from TrainImages.txt")
 
     @model_validator(mode="after")
@@ -59,7 +73,7 @@ class SearchSpec(Strict):
     sampler: Literal[SAMPLERS] = "tpe"
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     points: list[dict[str, Any]] = Field(
         [], description="configurations tried first (keys declared in space; the rest sampled)")
 
@@ -75,10 +89,10 @@ class SchedulerSpec(Strict):
     name: Literal[SWEEP_SCHEDULERS] = Field(
         "asha", description="asha: asynchronous successive halving; hyperband: Ray's synchronous HyperBand "
                             "(KerasTuner's algorithm: brackets that pause trials at each milestone); none")
-    max_t: int | None = Field(None, ge=1, description="default: the trials' epochs")
+    max_t: int | None = Field(None, ge=1, le=MAX_T, description="default: the trials' epochs")
     grace_period: int = Field(1, ge=1, description="ASHA: the first rung, in epochs")
     reduction_factor: float = Field(3, gt=1)
-    brackets: int = Field(2, ge=1, description="ASHA: bracket s first judges a trial at grace_period * "
+    brackets: int = Field(2, ge=1, le=8, description="ASHA: bracket s first judges a trial at grace_period * "
                                                "reduction_factor**s (Ray draws each trial's bracket; a second "
                                                "bracket keeps a share of the trials past the noisy first rung)")
     metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: val_loss for a "
@@ -168,18 +182,6 @@ class SweepSpec(Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(error: ValidationError, prefix: str = "") -> str:
-    """The first pydantic error as ``dotted.key: message``."""
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-after", "literal")))
-    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "spec"
-    messages = {"extra_forbidden": "unknown key", "missing": "required key is missing"}
-    message = messages.get(first["type"], first["msg"].removeprefix("Value error, "))
-    if first["type"] not in messages and "input" in first and not isinstance(first["input"], dict):
-        message += f" (got {first['input']!r})"
-    return f"{key}: {message}"
-
-
 def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
     """Validate a spec mapping (plus CLI overrides such as ``search.num_samples``)."""
     if not isinstance(raw, dict):
@@ -188,15 +190,16 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
     for key, value in (overrides or {}).items():
         if value is not None:
             set_path(raw, key, value)
-    if raw.get("trainable", "classifier") not in TRAINABLES:
-        raise SpecError(f"trainable: unknown trainable {raw['trainable']!r}; known: {', '.join(TRAINABLES)}")
+    name = raw.get("trainable", "classifier")
+    if isinstance(name, str) and name not in TRAINABLES:  # not a string: the model says so
+        raise SpecError(f"trainable: unknown trainable {brief(name)}; known: {', '.join(TRAINABLES)}")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(_describe(e)) from None
+        raise SpecError(describe(e)) from None
     known = list(trainable(spec.trainable).known_metrics)
     if spec.metric not in known:
-        raise SpecError(f"metric: {spec.metric!r} is not reported by {spec.trainable}; known: {', '.join(known)}")
+        raise SpecError(f"metric: {brief(spec.metric)} is not reported by {spec.trainable}; known: {', '.join(known)}")
     _check_objectives(spec, raw, known)
     _check_space(spec)
     _check_data(spec)
@@ -205,16 +208,8 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
 
 
 def load_spec(path: str, overrides: dict | None = None) -> SweepSpec:
-    if not os.path.isfile(path):
-        raise SpecError(f"{path}: no such spec file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return parse_spec(raw, overrides)
+    """Read, check and resolve a spec file; any fault is a one-line SpecError."""
+    return parse_spec(read_spec_file(path, SpecError), overrides)
 
 
 def _check_objectives(spec: SweepSpec, raw: dict, known: list[str]) -> None:
@@ -226,7 +221,7 @@ def _check_objectives(spec: SweepSpec, raw: dict, known: list[str]) -> None:
         raise SpecError("objectives: list two or more (one objective is metric/mode)")
     for i, objective in enumerate(spec.objectives):
         if objective.metric not in known:
-            raise SpecError(f"objectives[{i}].metric: {objective.metric!r} is not reported by {spec.trainable}")
+            raise SpecError(f"objectives[{i}].metric: {brief(objective.metric)} is not reported by {spec.trainable}")
     if len({o.metric for o in spec.objectives}) != len(spec.objectives):
         raise SpecError("objectives: a metric is listed twice")
     if spec.search.algorithm != "optuna":
@@ -247,7 +242,7 @@ def _check_space(spec: SweepSpec) -> None:
     try:
         model.model_validate(spec.fixed)
     except ValidationError as e:
-        raise SpecError(_describe(e, "fixed.")) from None
+        raise SpecError(describe(e, "fixed.")) from None
     for key, param in params.items():
         if get_path(spec.fixed, key) is not None:
             raise SpecError(f"space.{key}: also set in fixed; a key is either searched or fixed")
@@ -263,26 +258,42 @@ def _check_space(spec: SweepSpec) -> None:
             try:
                 model.model_validate(candidate)
             except ValidationError as e:
-                detail = _describe(e).split(": ", 1)[-1]
-                raise SpecError(f"space.{key}: value {value!r} is not accepted: {detail}") from None
+                detail = describe(e).split(": ", 1)[-1]
+                raise SpecError(f"space.{key}: value {brief(value)} is not accepted: {detail}") from None
     _check_combinations(spec, params, model)
     _check_points(spec, params, model)
+
+
+def _point_items(point: dict, params: dict[str, Param]):
+    """``(dotted key, value)`` of a point, as ``flatten`` gives them, but
+    descending only into groups that lead to a declared key: an undeclared
+    mapping ends the walk there (however many leaves YAML aliases give it)."""
+    groups = {".".join(key.split(".")[:i]) for key in params for i in range(1, key.count(".") + 1)}
+    stack = [("", point)]
+    while stack:
+        prefix, tree = stack.pop()
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value and path in groups:
+                stack.append((path, value))
+            else:
+                yield path, value
 
 
 def _check_points(spec: SweepSpec, params: dict[str, Param], model) -> None:
     for i, point in enumerate(spec.search.points):
         candidate = copy.deepcopy(spec.fixed)
-        for key, value in flatten(point).items():
-            where = f"search.points[{i}].{key}"
+        for key, value in _point_items(point, params):
+            where = f"search.points[{i}].{shown(key)}"
             if key not in params:
                 raise SpecError(f"{where}: not declared in space (points may only pick searched values)")
             if not params[key].contains(value):
-                raise SpecError(f"{where}: {value!r} is outside space.{key} {params[key].to_dict()}")
+                raise SpecError(f"{where}: {brief(value)} is outside space.{key} {params[key].to_dict()}")
             set_path(candidate, key, value)
         try:
             model.model_validate(candidate)
         except ValidationError as e:
-            raise SpecError(f"search.points[{i}]: {_describe(e)}") from None
+            raise SpecError(f"search.points[{i}]: {describe(e)}") from None
 
 
 def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> None:
@@ -294,7 +305,7 @@ def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> Non
                 try:
                     model.model_validate(deep_merge(spec.fixed, {"backbone": backbone, "pooling": pooling}))
                 except ValidationError as e:
-                    raise SpecError(f"space.pooling: {_describe(e).split(': ', 1)[-1]} (space.backbone can "
+                    raise SpecError(f"space.pooling: {describe(e).split(': ', 1)[-1]} (space.backbone can "
                                     f"pick {backbone}: search pooling in a separate sweep per backbone kind)") from None
     if "backbone" not in params or "image_size" not in params:
         return
@@ -305,7 +316,7 @@ def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> Non
         try:
             model.model_validate(candidate)
         except ValidationError as e:
-            raise SpecError(f"space.image_size: {_describe(e).split(': ', 1)[-1]} "
+            raise SpecError(f"space.image_size: {describe(e).split(': ', 1)[-1]} "
                             f"(space.backbone can pick {backbone})") from None
 
 
@@ -330,12 +341,29 @@ def _resize_at_rungs(spec: SweepSpec) -> None:
 def _check_data(spec: SweepSpec) -> None:
     root = os.path.expanduser(spec.data.root)
     if not os.path.isdir(root):
-        raise SpecError(f"data.root: {spec.data.root} does not exist or is not a directory")
+        raise SpecError(f"data.root: {shown(spec.data.root)} does not exist or is not a directory")
     spec.data.root = os.path.abspath(root)
+
+
+def _check_rung_count(spec: SweepSpec) -> None:
+    """Refuse a schedule of more than MAX_RUNGS milestones before anything
+    lists them (a factor of 1.000001 makes millions)."""
+    sched = spec.scheduler
+    if sched.name == "none":
+        return
+    max_t = sched.max_t or spec.max_epochs()
+    if max_t > MAX_T:
+        raise SpecError(f"scheduler.max_t: the trials' {max_t} epochs exceed the scheduler's limit of {MAX_T}")
+    lowest = 1 if sched.name == "hyperband" else min(sched.grace_period, max_t)
+    rungs = math.log(max_t / lowest) / math.log(sched.reduction_factor)
+    if rungs > MAX_RUNGS:
+        raise SpecError(f"scheduler.reduction_factor: {sched.reduction_factor} makes {rungs:.0f} milestones up to "
+                        f"max_t {max_t}; at most {MAX_RUNGS} (raise the factor)")
 
 
 def _check_scheduler(spec: SweepSpec) -> None:
     sched = spec.scheduler
+    _check_rung_count(spec)
     _resize_at_rungs(spec)
     if sched.name == "none":
         if sched.metric or sched.mode:
@@ -352,7 +380,7 @@ def _check_scheduler(spec: SweepSpec) -> None:
         sched.metric, sched.mode = RANK_AT_RUNGS.get((spec.trainable, spec.metric), (None, None))
     known = list(trainable(spec.trainable).known_metrics)
     if sched.metric is not None and sched.metric not in known:
-        raise SpecError(f"scheduler.metric: {sched.metric!r} is not reported by {spec.trainable}; "
+        raise SpecError(f"scheduler.metric: {brief(sched.metric)} is not reported by {spec.trainable}; "
                         f"known: {', '.join(known)}")
     epochs = spec.max_epochs()
     if sched.max_t is None:

@@ -16,7 +16,7 @@ import optuna.distributions as od
 from ray import tune
 
 from scenetune.core.errors import UserError
-from scenetune.spaces.params import Param, SpaceError
+from scenetune.spaces.params import Param, SpaceError, shown
 
 
 class SpecPathError(UserError, ValueError):
@@ -86,7 +86,7 @@ def set_path(tree: dict, dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SpecPathError(f"{dotted}: {part!r} already holds a value, not a group")
+            raise SpecPathError(f"{shown(dotted)}: {part!r} already holds a value, not a group")
     node[leaf] = value
 
 

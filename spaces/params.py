@@ -18,6 +18,8 @@ distributions.
 from __future__ import annotations
 
 import math
+import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +38,36 @@ KINDS: dict[str, tuple[int | None, str]] = {
 }
 
 SCALAR = (str, int, float, bool, type(None))
+# A parameter name is a dotted path of identifiers, as the config models name their fields.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# Integer bounds a sampler can draw (Ray and Optuna sample into numpy's int64).
+INT_LIMIT = 2 ** 63 - 1
+
+
+_BRIEF = reprlib.Repr()  # Python 3.11's takes no arguments
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 60, 60, 40
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 4
+
+
+def brief(value: Any) -> str:
+    """A value's repr for a one-line message, cut short: a long string, a
+    deep structure or YAML aliases nested into billions of leaves stay a few
+    dozen characters (and cost as little to render)."""
+    return _BRIEF.repr(value)
+
+
+def shown(key: Any) -> str:
+    """A key or user text for a one-line message: as written when it is
+    printable text, else its repr (no newline or other line break gets through)."""
+    return key if isinstance(key, str) and key and key.isprintable() else brief(key)
 
 
 class SpaceError(UserError, ValueError):
     """A declaration that cannot be used; ``key`` names the space entry."""
 
-    def __init__(self, key: str, message: str):
-        super().__init__(f"space.{key}: {message}")
-        self.key = key
+    def __init__(self, key: Any, message: str):
+        super().__init__(f"space.{shown(key)}: {message}" if key != "" else f"space: {message}")
+        self.key = str(key)
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,8 @@ class Param:
         """True when ``value`` is one this parameter can take."""
         if self.is_categorical:
             return value in self.args
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            return False
         if self.kind in ("int", "qint", "logint") and int(value) != value:
             return False
         if not self.low <= value <= self.high:
@@ -104,8 +130,8 @@ def parse_space(raw: Any) -> dict[str, Param]:
         raise SpaceError("", "must be a mapping of parameter name to declaration")
     params = {}
     for key, decl in raw.items():
-        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
-            raise SpaceError(str(key), "parameter names are non-empty dotted strings")
+        if not isinstance(key, str) or not NAME.fullmatch(key):
+            raise SpaceError(key, "parameter names are dotted names of config keys, e.g. augment.rotation_range")
         params[key] = _parse_one(key, decl)
     _check_no_prefix_clash(params)
     return params
@@ -116,36 +142,45 @@ def _parse_one(key: str, decl: Any) -> Param:
         raise SpaceError(key, f"needs exactly one of {sorted(KINDS)}, e.g. {{uniform: [0, 1]}}")
     (kind, args), = decl.items()
     if kind not in KINDS:
-        raise SpaceError(key, f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}")
+        raise SpaceError(key, f"unknown kind {brief(kind)}; known: {', '.join(sorted(KINDS))}")
     nargs, shape = KINDS[kind]
     if not isinstance(args, (list, tuple)):
-        raise SpaceError(key, f"{kind} takes {shape}, got {args!r}")
+        raise SpaceError(key, f"{kind} takes {shape}, got {brief(args)}")
     args = tuple(args)
     if nargs is None:
         if not args:
             raise SpaceError(key, f"{kind} needs {shape}; the list is empty")
         for value in args:
             if not isinstance(value, SCALAR):
-                raise SpaceError(key, f"{kind} values must be strings, numbers, booleans or null, got {value!r}")
+                raise SpaceError(key, f"{kind} values must be strings, numbers, booleans or null, got {brief(value)}")
+        for value in args:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpaceError(key, f"{kind} values must be finite numbers, got {brief(value)}")
         if len(set(map(repr, args))) != len(args):
             raise SpaceError(key, f"{kind} lists a value twice")
         return Param(key, kind, args)
     if len(args) != nargs:
-        raise SpaceError(key, f"{kind} takes {shape}, got {list(args)!r}")
+        raise SpaceError(key, f"{kind} takes {shape}, got {brief(list(args))}")
     for value in args:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpaceError(key, f"{kind} takes numbers {shape}, got {value!r}")
+            raise SpaceError(key, f"{kind} takes numbers {shape}, got {brief(value)}")
+        if not _finite(value):
+            raise SpaceError(key, f"{kind} takes finite numbers {shape}, got {brief(value)}")
     low, high = args[0], args[1]
     if kind in ("int", "qint", "logint"):
         if any(int(v) != v for v in args):
-            raise SpaceError(key, f"{kind} takes integers {shape}, got {list(args)!r}")
+            raise SpaceError(key, f"{kind} takes integers {shape}, got {brief(list(args))}")
         args = tuple(int(v) for v in args)
+        if any(abs(v) > INT_LIMIT for v in args):
+            raise SpaceError(key, f"{kind} takes integers within +-(2**63 - 1), got {brief(list(args))}")
         low, high = args[0], args[1]
     else:
         args = tuple(float(v) for v in args)
         low, high = args[0], args[1]
     if low > high:
         raise SpaceError(key, f"low ({low}) > high ({high})")
+    if not _finite(high - low):
+        raise SpaceError(key, f"the range [{low:g}, {high:g}] is too wide to sample (high - low overflows)")
     if kind == "loguniform" and low <= 0:
         raise SpaceError(key, f"loguniform needs low > 0, got {low}")
     if kind == "logint" and low < 1:
@@ -155,9 +190,19 @@ def _parse_one(key: str, decl: Any) -> Param:
         if step <= 0:
             raise SpaceError(key, f"step must be > 0, got {step}")
         n = (high - low) / step
+        if not _finite(n):
+            raise SpaceError(key, f"step ({step:g}) is too small for the range [{low:g}, {high:g}]")
         if not math.isclose(n, round(n), abs_tol=1e-9):
             raise SpaceError(key, f"high - low ({high - low:g}) is not a multiple of step ({step:g})")
     return Param(key, kind, args)
+
+
+def _finite(value: float) -> bool:
+    """A finite number that converts to a float (a huge int does not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_no_prefix_clash(params: dict[str, Param]) -> None:

@@ -106,3 +106,50 @@ def test_bad_declarations_name_the_key(raw, message):
         parse_space(raw)
     assert message in str(info.value)
     assert str(info.value).startswith("space.")
+
+
+# Found by tests/fuzz/test_spec_fuzz.py: each declaration below once raised
+# something other than a one-line SpaceError (or was accepted and broke later).
+@pytest.mark.parametrize("raw, message", [
+    ({"x": {"int": [0, math.inf]}}, "int takes finite numbers"),  # was OverflowError from int(inf)
+    ({"x": {"qint": [0, math.nan, 1]}}, "qint takes finite numbers"),  # was ValueError from int(nan)
+    ({"x": {"quniform": [0, 1, math.nan]}}, "quniform takes finite numbers"),  # was ValueError from round(nan)
+    ({"x": {"uniform": [0, 10 ** 400]}}, "uniform takes finite numbers"),  # was OverflowError from float()
+    ({"x": {"uniform": [-1e308, 1e308]}}, "too wide to sample"),  # high - low overflows: Ray cannot draw
+    ({"x": {"quniform": [0, 1e308, 5e-324]}}, "step (4.94066e-324) is too small"),  # was OverflowError from round(inf)
+    ({"x": {"qint": [0, 2 ** 64, 1]}}, "integers within +-(2**63 - 1)"),  # numpy's int64 cannot hold it
+    ({"x": {"choice": [math.nan, 1.0]}}, "choice values must be finite numbers"),  # stored as null: resume failed
+    ({"x": {"grid": [math.inf]}}, "grid values must be finite numbers"),
+])
+def test_non_finite_or_unsampleable_numbers_are_refused(raw, message):
+    with pytest.raises(SpaceError) as info:
+        parse_space(raw)
+    assert message in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("key", ["a\u2028b", "a\nb", "", "a..b", ".a", "a.", "augment.rotation range", "1x"])
+def test_parameter_names_are_dotted_identifiers_in_one_line_messages(key):
+    """A key with a line break once made a multi-line message (found by the fuzzer)."""
+    with pytest.raises(SpaceError, match="parameter names are dotted names") as info:
+        parse_space({key: {"uniform": [0, 1]}})
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_non_string_keys_and_huge_values_make_short_one_line_messages():
+    with pytest.raises(SpaceError) as info:
+        parse_space({7: {"uniform": [0, 1]}})
+    assert str(info.value).startswith("space.7: parameter names")
+    nested = [[["x" * 10_000] * 100] * 100] * 100
+    with pytest.raises(SpaceError) as info:
+        parse_space({"x": {"choice": [nested]}})
+    assert len(str(info.value)) < 300 and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["0.5", None, [0.5], {"v": 0.5}, math.nan, math.inf, True])
+def test_contains_is_false_for_what_is_not_a_number_in_range(value):
+    """Param.contains once raised TypeError for a string ('<=' between float
+    and str) and ValueError for NaN: a search point holding one crashed the spec check."""
+    for decl in ({"uniform": [0, 1]}, {"int": [0, 1]}, {"quniform": [0, 1, 0.5]}):
+        (param,) = parse_space({"x": decl}).values()
+        assert not param.contains(value), (decl, value)

@@ -5,30 +5,46 @@ again on entry.
 
 Augmentation parameters mean what they mean in Keras' ImageDataGenerator;
 0 (or ``false``/``null``) turns each one off.
+
+Types are strict, as in the sweep spec: ``true`` and ``"8"`` are not numbers,
+an integer is not a float's integral value (``8.0`` is not an ``int``), and
+NaN and infinities are refused.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from scenetune.trainables.classifier.backbones import BACKBONES, get_backbone
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no true for 1, no "8" for 8 (an int is still a float); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _list_as_tuple(value):
+    """YAML and JSON write a pair as a list; strict validation wants the tuple."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+# [low, high]: strict about its numbers, not about the list that holds them
+Pair = Annotated[tuple[float, float], BeforeValidator(_list_as_tuple)]
+# The most epochs a trial may train (a scheduler replays its rungs epoch by epoch).
+MAX_EPOCHS = 10_000
 
 
 class Augment(Strict):
     rotation_range: float = Field(0.0, ge=0, le=180, description="degrees, uniform in [-r, r]")
-    zoom_range: float | tuple[float, float] = Field(
+    zoom_range: float | Pair = Field(
         0.0, description="z -> scale in [1-z, 1+z], or [low, high]")
     width_shift_range: float = Field(0.0, ge=0, lt=1, description="fraction of the width")
     height_shift_range: float = Field(0.0, ge=0, lt=1, description="fraction of the height")
     shear_range: float = Field(0.0, ge=0, le=90, description="shear angle in degrees")
     horizontal_flip: bool = False
-    brightness_range: float | tuple[float, float] | None = Field(
+    brightness_range: float | Pair | None = Field(
         None, description="d -> factor in [1-d, 1+d], or [low, high]; null or 0 off")
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
     cval: float = 0.0
@@ -99,12 +115,12 @@ class ClassifierConfig(Strict):
     dense_units: int = Field(256, ge=0, description="hidden dense layer width; 0 = none")
     dense_activation: Literal["relu", "sigmoid", "tanh", "gelu", "swish", "elu"] = "relu"
     learning_rate: float = Field(1e-4, gt=0, le=1)
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(20, ge=1)
     cnn_blocks: int = Field(3, ge=1, le=8, description="basic_cnn only: conv + max-pool blocks")
     cnn_filters: int = Field(32, ge=1, description="basic_cnn only: filters of the first block")
     augment: Augment = Augment()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     shuffle_buffer: int = Field(2048, ge=1, description="make_dataset only; the cache feed shuffles whole splits")
     cache_dir: str | None = Field(None, description="node-local decode cache; default $SCENETUNE_CACHE "
                                                     "or ~/.cache/scenetune")

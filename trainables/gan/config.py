@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from scenetune.trainables.classifier.config import CheckpointEpochs, DataRef, DebugFault, Strict
+from scenetune.trainables.classifier.config import MAX_EPOCHS, CheckpointEpochs, DataRef, DebugFault, Strict
 from scenetune.trainables.gan.metrics import COLLAPSE_DIVERSITY, COLLAPSE_PATIENCE
 
 EXTRACTORS = ("auto", "inception_v3", "classifier", "random")
@@ -37,10 +37,10 @@ class GanConfig(Strict):
     grayscale: bool = Field(False, description="train on (and generate) one-channel images")
     conditional: bool = Field(False, description="class-conditional G and D (label embedding / projection)")
     categories: list[str] | None = Field(None, description="train on these classes only; null = all")
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
     steps_per_epoch: int | None = Field(
         None, ge=1, description="generator updates per epoch; null = one pass over the training images")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     grid_size: int = Field(8, ge=1, le=16, description="sample grid is grid_size x grid_size fixed latents")
     fid_samples: int = Field(1024, ge=8, description="generated images per evaluation (real: up to as many)")
     feature_extractor: Literal["auto", "inception_v3", "classifier", "random"] = "auto"
