@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 
 from scenetune.trainables.data.decode import UndecodableImage, load_resized
 
-CACHE_VERSION = 3  # bump when the decode changes what pixels a file gives
+CACHE_VERSION = 4  # bump when the decode changes what pixels a file gives (4: NaN in float images is black)
 ENV_VAR = "SCENETUNE_CACHE"
 MARKER, INDEX, ARRAY = "COMPLETE", "index.json", "images.npy"
 
@@ -80,7 +80,8 @@ def cache_key(paths: list[str], size: int) -> str:
     digest = hashlib.sha256(f"scenetune-cache v{CACHE_VERSION} {size}px\n".encode())
     for path in sorted(paths):
         st = os.stat(path)
-        digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        # surrogatepass: a name that is not valid UTF-8 (lone surrogates) hashes too
+        digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:20]
 
 
@@ -159,7 +160,9 @@ def _build(folder: str, key: str, paths: list[str], size: int, workers: int) -> 
     del images
     index = {"version": CACHE_VERSION, "key": key, "size": size, "paths": paths, "failed": failed}
     with open(os.path.join(tmp, INDEX), "w", encoding="utf-8") as f:
-        json.dump(index, f, ensure_ascii=False)
+        # ASCII escapes: a path that is not valid UTF-8 (lone surrogates, as
+        # os.fsdecode gives it) is written as \udcXX and read back the same
+        json.dump(index, f, ensure_ascii=True)
     for name in (ARRAY, INDEX):
         _fsync(os.path.join(tmp, name))
     with open(os.path.join(tmp, MARKER), "w") as f:  # last: its presence means complete

@@ -11,7 +11,16 @@ EXIF-rotated, a PNG saved as ``.jpg``...): it stays in the dataset, decoded
 to correct RGB by :mod:`scenetune.trainables.data.decode`. Hidden files (``.DS_Store``,
 macOS ``._*`` resource forks) and files without an image extension are
 *skipped*, listed, and never read. Category folders with no usable image are
-listed as *empty*.
+listed as *empty*. The same file reached through two paths (a symlinked
+category or sub-folder, a hard link) is checked and counted once, under the
+path that sorts first; the others are listed as *duplicates*, each naming
+the path kept (:func:`scenetune.trainables.data.datasets.scan_images`).
+
+Names: a :class:`DataCheck` holds paths as the file system gives them (a
+name that is not valid UTF-8 holds its bytes as lone surrogates, as
+:func:`os.fsdecode` does, so the path opens); its JSON and text show every
+name escaped by :func:`scenetune.trainables.data.datasets.escape_name`
+(``caf\\xe9.jpg``), as the manifest CSV does.
 
 JPEGs decode with DCT scaling at 1/8 size here, which still reads every byte
 of the compressed data (so truncation is found) at a fraction of the cost of
@@ -26,13 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from scenetune.trainables.data.datasets import (
-    IMAGE_EXTENSIONS,
-    DatasetError,
-    images_dir,
-    list_images,
-    resolve_categories,
-)
+from scenetune.trainables.data.datasets import DatasetError, escape_name, images_dir, resolve_categories, scan_images
 from scenetune.trainables.data.decode import UndecodableImage, load_rgb
 
 CHECK_SIDE = 32  # decode JPEGs only this large: enough to prove they decode
@@ -57,6 +60,7 @@ class DataCheck:
     bad: list[dict] = field(default_factory=list)  # {path, label, reason}
     converted: list[dict] = field(default_factory=list)  # {path, label, notes}
     skipped: list[dict] = field(default_factory=list)  # {path, reason}
+    duplicates: list[dict] = field(default_factory=list)  # {path, label, same_as, same_as_label}: counted once
     empty_categories: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -72,9 +76,21 @@ class DataCheck:
         """``{relative path: reason}`` of every bad file."""
         return {entry["path"]: entry["reason"] for entry in self.bad}
 
+    def warnings(self) -> list[str]:
+        """One line per file reached twice: both paths, and which one counts."""
+        return [f"{escape_name(e['path'])} is the same file as {escape_name(e['same_as'])}: "
+                f"counted once, as {escape_name(e['same_as'])}" for e in self.duplicates]
+
     def to_dict(self) -> dict:
+        """The result as plain data, every path as :func:`escape_name` shows it
+        (valid text, for JSON)."""
         out = asdict(self)
-        out.update(usable=self.usable, bad_count=len(self.bad), bad_fraction=round(self.bad_fraction, 6))
+        out["root"] = escape_name(self.root)
+        for key in ("bad", "converted", "skipped", "duplicates"):
+            out[key] = [{k: escape_name(v) if k in ("path", "same_as") else v for k, v in e.items()}
+                        for e in out[key]]
+        out.update(usable=self.usable, bad_count=len(self.bad), bad_fraction=round(self.bad_fraction, 6),
+                   warnings=self.warnings())
         return out
 
     def to_json(self) -> str:
@@ -82,15 +98,23 @@ class DataCheck:
 
     def summary(self) -> str:
         """One line: counts of each kind."""
+        duplicates = f"{len(self.duplicates)} duplicates (counted once), " if self.duplicates else ""
         return (f"data check: {self.images} images, {len(self.bad)} bad (left out), "
-                f"{len(self.converted)} converted, {len(self.skipped)} skipped, "
+                f"{len(self.converted)} converted, {len(self.skipped)} skipped, {duplicates}"
                 f"{len(self.empty_categories)} empty categories ({self.seconds:.1f} s)")
 
     def format_text(self) -> str:
-        lines = [f"{self.root} ({self.layout} layout, {len(self.categories)} categories)", self.summary()]
-        sections = [("bad files (left out of the dataset)", [f"{e['path']}: {e['reason']}" for e in self.bad]),
-                    ("converted on decode (kept)", [f"{e['path']}: {'; '.join(e['notes'])}" for e in self.converted]),
-                    ("skipped (not read)", [f"{e['path']}: {e['reason']}" for e in self.skipped]),
+        """The report ``scenetune data check`` prints (names escaped)."""
+        lines = [f"{escape_name(self.root)} ({self.layout} layout, {len(self.categories)} categories)",
+                 self.summary()]
+        sections = [("bad files (left out of the dataset)",
+                     [f"{escape_name(e['path'])}: {e['reason']}" for e in self.bad]),
+                    ("converted on decode (kept)",
+                     [f"{escape_name(e['path'])}: {'; '.join(e['notes'])}" for e in self.converted]),
+                    ("skipped (not read)", [f"{escape_name(e['path'])}: {e['reason']}" for e in self.skipped]),
+                    ("the same file reached twice (counted once, as the path sorting first)",
+                     [f"{escape_name(e['path'])}: same file as {escape_name(e['same_as'])} (kept)"
+                      for e in self.duplicates]),
                     ("empty categories (no usable image)", self.empty_categories)]
         for title, items in sections:
             if items:
@@ -98,31 +122,10 @@ class DataCheck:
         return "\n".join(lines)
 
 
-def _skip_reason(name: str) -> str:
-    if name.startswith("._"):
-        return "macOS resource fork (._*)"
-    if name.startswith("."):
-        return "hidden file"
-    return "not an image extension"
-
-
 def find_skipped(root: str, layout: str, categories: list[str]) -> list[dict]:
     """Hidden files, hidden folders and non-image files inside the category
     folders: what :func:`scenetune.trainables.data.datasets.list_images` leaves out."""
-    base = images_dir(root, layout)
-    prefix = "Images/" if layout == "mit67" else ""
-    skipped = []
-    for label in categories:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(base, label)):
-            rel_dir = os.path.relpath(dirpath, base).replace(os.sep, "/")
-            for d in sorted(dirnames):
-                if d.startswith("."):
-                    skipped.append({"path": f"{prefix}{rel_dir}/{d}/", "reason": "hidden folder"})
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-                    skipped.append({"path": f"{prefix}{rel_dir}/{name}", "reason": _skip_reason(name)})
-    return skipped
+    return scan_images(root, layout, categories).skipped
 
 
 def check_file(path: str) -> tuple[str | None, list[str]]:
@@ -151,8 +154,11 @@ def check_dataset(root: str, layout: str = "mit67", categories="all", workers: i
     started = time.perf_counter()
     root = os.path.abspath(os.path.expanduser(root))
     names = resolve_categories(root, layout, categories)
-    images = list_images(root, layout, names)
-    result = DataCheck(root, layout, names, images=len(images), skipped=find_skipped(root, layout, names))
+    scan = scan_images(root, layout, names)
+    images = scan.images
+    if images.empty:
+        raise DatasetError(f"data.root: no images under {escape_name(images_dir(root, layout))}")
+    result = DataCheck(root, layout, names, images=len(images), skipped=scan.skipped, duplicates=scan.duplicates)
     paths = [os.path.join(root, p) for p in images["path"]]
     workers = workers or min(8, (os.cpu_count() or 1) + 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -168,9 +174,9 @@ def check_dataset(root: str, layout: str = "mit67", categories="all", workers: i
     requested_empty = [c for c in result.empty_categories if categories not in (None, "all")]
     if requested_empty:
         raise DatasetError(f"data.categories: no usable images in {', '.join(requested_empty)} "
-                           f"under {images_dir(root, layout)}")
+                           f"under {escape_name(images_dir(root, layout))}")
     if len(result.empty_categories) == len(names):
-        raise DatasetError(f"data.root: no usable images under {images_dir(root, layout)} "
+        raise DatasetError(f"data.root: no usable images under {escape_name(images_dir(root, layout))} "
                            f"({len(result.bad)} bad files)")
     result.seconds = time.perf_counter() - started
     return result
@@ -181,9 +187,9 @@ def enforce(result: DataCheck, max_bad_fraction: float, shown: int = 5) -> None:
     the first few in one line."""
     if result.bad_fraction <= max_bad_fraction:
         return
-    named = ", ".join(f"{e['path']} ({e['reason']})" for e in result.bad[:shown])
+    named = ", ".join(f"{escape_name(e['path'])} ({e['reason']})" for e in result.bad[:shown])
     more = f" and {len(result.bad) - shown} more" if len(result.bad) > shown else ""
     raise DataCheckError(
         f"data.max_bad_fraction: {len(result.bad)} of {result.images} files are bad "
         f"({result.bad_fraction:.1%} > {max_bad_fraction:.1%}): {named}{more}; "
-        f"`scenetune data check {result.root} --layout {result.layout}` lists them all")
+        f"`scenetune data check {escape_name(result.root)} --layout {result.layout}` lists them all")

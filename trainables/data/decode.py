@@ -14,8 +14,11 @@ What it does to each kind:
 - other JPEGs: libjpeg's DCT scaling (``Image.draft``) decodes at 1/2, 1/4 or 1/8
   scale when the source is at least that many times the requested side, which
   skips most of the work (a 12000x9000 photo decodes at 1500x1125);
-- EXIF orientation applied (``ImageOps.exif_transpose``), so a portrait
-  photo stored sideways comes out upright;
+- EXIF orientation applied (the transposition ``ImageOps.exif_transpose``
+  would make, without rewriting the EXIF block), so a portrait photo stored
+  sideways comes out upright; an EXIF block that does not parse, or an
+  orientation that is no valid value, leaves the pixels as stored (the
+  pixels are fine: only metadata is damaged);
 - CMYK, YCCK, grayscale and palette images converted to RGB; 16-bit images
   scaled to 8 bits (not clipped); transparent pixels composited on white.
 
@@ -27,21 +30,33 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is bad, never half grey
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 # Why a decode changed what a plain RGB read would give, for the data check.
 NOTE_EXIF = "EXIF orientation applied"
+NOTE_EXIF_UNREADABLE = "EXIF data unreadable: orientation not applied"
 NOTE_SIXTEEN_BIT = "16-bit image scaled to 8 bits"
 NOTE_ALPHA = "transparency composited on white"
+
+# EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose)
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+# What PIL's decoders raise for broken data: a damaged header or stream as
+# any of these, a TIFF or EXIF tag holding a value of the wrong type as
+# TypeError or struct.error (found by tests/fuzz/test_image_fuzz.py).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error,
+                 ArithmeticError)
 
 
 class UndecodableImage(Exception):
@@ -64,6 +79,8 @@ def _head(path: str, n: int = 16) -> bytes:
 
 
 def _describe_non_image(path: str) -> str:
+    """Why PIL identified no image: what the file is, or, for one that starts
+    like a known image format but whose header does not parse, a damaged image."""
     head = _head(path, 64).lstrip()
     lower = head.lower()
     if lower.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
@@ -72,6 +89,9 @@ def _describe_non_image(path: str) -> str:
         return "not an image: XML/SVG text"
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "not an image: text file"
+    kind = _kind(path)
+    if kind != "image":
+        return f"damaged {kind}: its header does not parse"
     return f"not an image: unknown format (starts {head[:8].hex()})"
 
 
@@ -87,6 +107,7 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
         return image
     if mode == "F":
         values = np.asarray(image, dtype=np.float32)
+        values = np.where(np.isfinite(values), values, 0.0)  # NaN and infinities: black, not undefined
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
         gray = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(gray[..., None], 3, axis=-1), "RGB")
@@ -108,8 +129,10 @@ def load_rgb(path: str, min_side: int | None = None) -> tuple[np.ndarray, ImageI
     """Decode ``path`` to ``(uint8 array [h, w, 3], info)``.
 
     ``min_side``: the decoded image may be smaller than stored, but not
-    smaller than this on its shorter side (JPEG DCT scaling); None decodes at
-    full size. Raises :class:`UndecodableImage` with the reason.
+    smaller than this on its shorter side (JPEG DCT scaling); then an image
+    needing more than ``Image.MAX_IMAGE_PIXELS`` decoded pixels is too large.
+    None decodes at full size (PIL's own limit: twice that). Raises
+    :class:`UndecodableImage` with the reason.
     """
     image, info = decode_image(path, min_side)
     return np.asarray(image), info
@@ -126,7 +149,10 @@ def decode_image(path: str, min_side: int | None = None) -> tuple[Image.Image, I
     try:
         with warnings.catch_warnings():
             # Large photos warn (DecompressionBombWarning); DCT scaling keeps
-            # them cheap. Beyond twice the limit PIL raises, reported below.
+            # them cheap. Beyond twice the limit PIL raises, reported below;
+            # decoding for a target size, what DCT scaling cannot bring under
+            # the limit is refused before any pixel is allocated (a damaged
+            # 58-byte BMP can claim 134 million pixels).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = opened = Image.open(path)
             rgb = None
@@ -137,10 +163,14 @@ def decode_image(path: str, min_side: int | None = None) -> tuple[Image.Image, I
                     scale = max(1, min(8, short // min_side))
                     image.draft("RGB" if image.mode != "CMYK" else None,
                                 (-(-image.width // scale), -(-image.height // scale)))
+                if min_side and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                    raise UndecodableImage(f"too large: {info.width}x{info.height} pixels, more than "
+                                           f"{Image.MAX_IMAGE_PIXELS} to decode")
                 image.load()
-                if (image.getexif() or {}).get(0x0112, 1) not in (1, None):
+                transpose = _orientation(image, info.notes)
+                if transpose is not None:
                     info.notes.append(NOTE_EXIF)
-                    image = ImageOps.exif_transpose(image)
+                    image = image.transpose(transpose)
                 rgb = _to_rgb(image, info.notes)
                 return rgb, info
             finally:
@@ -150,17 +180,28 @@ def decode_image(path: str, min_side: int | None = None) -> tuple[Image.Image, I
         raise UndecodableImage(_describe_non_image(path)) from None
     except Image.DecompressionBombError as e:
         raise UndecodableImage(f"too large: {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as e:
-        # PIL's decoders report broken data as any of these.
+    except DECODE_ERRORS as e:
         message = str(e) or type(e).__name__
         if "truncated" in message.lower() or isinstance(e, EOFError):
             raise UndecodableImage(f"truncated or damaged {_kind(path)}: {message}") from None
         raise UndecodableImage(f"damaged {_kind(path)}: {message}") from None
 
 
+def _orientation(image: Image.Image, notes: list[str]) -> Image.Transpose | None:
+    """The transposition the image's EXIF orientation asks for; None for none,
+    an invalid value, or EXIF data that does not parse (noted)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except DECODE_ERRORS:
+        notes.append(NOTE_EXIF_UNREADABLE)
+        return None
+    return ORIENTATIONS.get(value) if isinstance(value, int) else None
+
+
 def _kind(path: str) -> str:
     head = _head(path)
-    for magic, name in ((JPEG_MAGIC, "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP")):
+    for magic, name in ((JPEG_MAGIC, "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                        (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")):
         if head.startswith(magic):
             return name
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
