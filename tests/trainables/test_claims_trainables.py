@@ -79,13 +79,15 @@ def test_a_backbone_from_a_weights_file_trains_only_its_last_k_layers(fine_tuned
         assert not np.array_equal(after[key], before[key]), key
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: the outer functional model's training=True overrides the "
-                                       "backbone's training=False (Keras 3), so BatchNorm layers among the "
-                                       "last k layers train in training mode and update their moving statistics")
-def test_a_pretrained_backbones_batchnorm_stays_in_inference_mode_even_when_unfrozen(fine_tuned):
+def test_a_pretrained_backbones_batchnorm_stays_in_inference_mode_even_among_the_last_k(fine_tuned):
+    """Keras 3 overrides the backbone's recorded training=False with the outer
+    model's training=True; the BatchNorm layers among the last k stay frozen,
+    so they stay in inference mode (this failed before: their moving
+    statistics moved by 1 - 0.999**4 in four steps)."""
     _, layers, before, after = fine_tuned
     batchnorms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert any(layer.trainable for layer in batchnorms), "the test needs an unfrozen BatchNorm"
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers[-K:]), \
+        "the test needs a BatchNorm among the last k layers"
     for bn in batchnorms:  # inference mode: moving statistics untouched, trainable or not
         for w in (bn.moving_mean, bn.moving_variance):
             np.testing.assert_array_equal(after[(bn.name, w.path)], before[(bn.name, w.path)], err_msg=w.path)
@@ -132,6 +134,11 @@ def test_every_documented_dense_activation_is_the_hidden_layers():
     for name, reference in REFERENCE.items():
         model = build_classifier(small(dense_activation=name), num_classes=3)
         hidden = model.get_layer("hidden")
+        (pooled,) = outputs_of(model, ["avg_pool"], x)
+        z0 = pooled @ hidden.kernel.numpy()  # spread over a few units and centred, whatever the init drew
+        scale = 4 / max(float(np.ptp(z0)), 1e-6)
+        hidden.kernel.assign(hidden.kernel.numpy() * scale)
+        hidden.bias.assign(-np.median(z0 * scale, axis=0))
         pooled, out = outputs_of(model, ["avg_pool", "hidden"], x)
         z = pooled @ hidden.kernel.numpy() + hidden.bias.numpy()
         assert np.ptp(z) > 0.1 and (z < 0).any(), "pre-activations on both sides of 0, or the test proves nothing"

@@ -12,14 +12,19 @@ from scenetune.trainables.classifier.backbones import build_backbone, get_backbo
 from scenetune.trainables.classifier.config import ClassifierConfig
 
 
-def set_trainable_layers(backbone: keras.Model, k: int) -> None:
-    """Unfreeze exactly the last ``k`` layers of ``backbone``; freeze the rest."""
+def set_trainable_layers(backbone: keras.Model, k: int, batchnorm_frozen: bool = False) -> None:
+    """Unfreeze exactly the last ``k`` layers of ``backbone``; freeze the rest.
+    ``batchnorm_frozen`` (pretrained weights) keeps every BatchNorm layer
+    frozen, which in Keras 3 also keeps it in inference mode: the
+    ``training=False`` a functional model records for the backbone is
+    overridden by the outer model's ``training=True`` during fit, so it alone
+    does not keep unfrozen BatchNorm layers on their moving statistics."""
     backbone.trainable = k > 0
     if k <= 0:
         return
     cut = max(len(backbone.layers) - k, 0)
     for i, layer in enumerate(backbone.layers):
-        layer.trainable = i >= cut
+        layer.trainable = i >= cut and not (batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization))
 
 
 def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: bool = False) -> keras.Model:
@@ -30,16 +35,16 @@ def build_classifier(cfg: ClassifierConfig, num_classes: int, augment_in_model: 
     size = None if cfg.progressive_resize else cfg.image_size
     base = build_backbone(cfg.backbone, size, cfg.effective_weights, cfg.cnn_blocks, cfg.cnn_filters)
     if spec.pretrained:
-        set_trainable_layers(base, cfg.trainable_layers)
+        set_trainable_layers(base, cfg.trainable_layers, batchnorm_frozen=cfg.effective_weights != "none")
     inputs = keras.Input((size, size, 3), name="image")
     x = inputs
     if augment_in_model and cfg.augment.enabled:
         from scenetune.trainables.data.augment import RandomAffine  # TensorFlow ops: imported only when used
         x = RandomAffine(cfg.augment.model_dump(mode="json"), name="augment")(x)
     x = keras.layers.Rescaling(spec.scale, spec.offset, name="rescale")(x)
-    # Fine-tuning pretrained weights: training=False keeps BatchNorm on its
-    # moving statistics even in unfrozen layers, which a small dataset would
-    # wreck. A backbone trained from scratch needs BatchNorm to learn them.
+    # Fine-tuning pretrained weights: BatchNorm stays on its moving statistics,
+    # which a small dataset would wreck (frozen above; training=False for the
+    # inference-time graph). A backbone trained from scratch needs BatchNorm to learn them.
     x = base(x, training=False) if cfg.effective_weights != "none" else base(x)
     pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
             "flatten": keras.layers.Flatten}[cfg.pooling]
