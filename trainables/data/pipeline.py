@@ -19,6 +19,8 @@ uint8 batches are cast to float32 by the model on its device.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -35,7 +37,7 @@ def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
     the same decode as the cache (JPEGs at least twice the target size are
     decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling)."""
     def decode(p):  # bytes in tf.data; a 0-d object array when called eagerly
-        return load_resized((p.item() if isinstance(p, np.ndarray) else p).decode("utf-8"), image_size)
+        return load_resized(os.fsdecode(p.item() if isinstance(p, np.ndarray) else p), image_size)
 
     image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
     return tf.cast(tf.ensure_shape(image, (image_size, image_size, 3)), tf.float32)
@@ -46,7 +48,8 @@ def make_dataset(paths: list[str], labels: list[int], image_size: int, batch_siz
                  shuffle_buffer: int = 2048) -> tf.data.Dataset:
     """Float32 batches of ``(images, labels)`` decoded from the files on every
     pass; ``augment`` only for training data."""
-    ds = tf.data.Dataset.from_tensor_slices((list(paths), list(labels)))
+    # File-system bytes, not text: a name that is not valid UTF-8 passes through (os.fsdecode above).
+    ds = tf.data.Dataset.from_tensor_slices(([os.fsencode(p) for p in paths], list(labels)))
     if shuffle:
         ds = ds.shuffle(min(len(paths), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda p, y: (tf.cast(decode_resize(p, image_size), tf.uint8), y), num_parallel_calls=AUTOTUNE)

@@ -123,3 +123,17 @@ def test_cpu_augmented_feed_trains_a_model_on_uint8_batches(files, tmp_path):
     history = model.fit(cached_dataset(cache, files, labels, 5, REPORT_AUGMENT, shuffle=True), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     assert os.path.isdir(cache.folder)
+
+
+def test_the_input_pipeline_opens_a_file_name_that_is_not_utf8(tmp_path):
+    """GAN trials and evaluate feed paths through tf.data: a name like
+    b"caf\\xe9.jpg" (os.fsdecode gives 'caf\\udce9.jpg') must reach the decoder."""
+    import numpy as np
+    from PIL import Image
+
+    from scenetune.trainables.data.pipeline import make_dataset
+
+    path = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9.jpg"))
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(path, format="JPEG")
+    (images, labels), = make_dataset([path], [2], 16, 1)
+    assert images.shape == (1, 16, 16, 3) and labels.numpy().tolist() == [2]
