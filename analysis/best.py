@@ -33,9 +33,10 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
     epochs = exp.epochs
     if epochs.empty:
         raise ExperimentError(f"{exp.uri}: no trial has reported a result yet")
-    if metric not in epochs.columns:
+    if metric not in epochs.columns or not pd.api.types.is_numeric_dtype(epochs[metric]):
         known = sorted(c for c in epochs.select_dtypes("number").columns if c != "trial_id")
-        raise ExperimentError(f"--metric: {metric!r} was not reported; known: {', '.join(known)}")
+        reported = "was not reported" if metric not in epochs.columns else "was not reported as a number"
+        raise ExperimentError(f"--metric: {metric!r} {reported}; known: {', '.join(known)}")
     rows = epochs.dropna(subset=[metric]).sort_values("training_iteration")
     rows = rows[rows[metric].map(lambda v: math.isfinite(float(v)))]
     if scope == "last":

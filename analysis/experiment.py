@@ -5,7 +5,12 @@ Sources, all written by Ray Tune: each trial directory's ``params.json``
 ``progress.csv`` when ``result.json`` is missing), and the newest
 ``experiment_state-*.json`` (each trial's status, failures and error file).
 Damaged inputs (a truncated last line, a missing file, an empty trial
-directory) are skipped with a warning naming the file, never a crash.
+directory, bytes that are not UTF-8, a line that is not a JSON object or has
+no epoch number, a config that is not an object, a value of the wrong type)
+are skipped with a warning naming the file, never a crash: a metric value
+that is not a number where the other epochs report numbers reads as missing
+(NaN), an ``epochs`` config that is not a whole number leaves the planned
+epochs unknown.
 
 ``trials``: one row per trial: ``trial_id``, ``status`` (``completed``,
 ``stopped`` early by the scheduler, ``errored``, ``running``, ``pending``),
@@ -23,6 +28,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,6 +109,94 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _short(value, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a garbled value can be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _read_text(uri: str, notes: list[str], what: str = "skipped") -> str | None:
+    """The file's text, or None (noted) when it is not UTF-8."""
+    data = storage.read_bytes(uri)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        notes.append(f"{uri}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); {what}")
+        return None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _parse_json(text: str):
+    """json.loads; ValueError (JSONDecodeError, or an integer of more digits
+    than Python converts) for anything it cannot read, and for text that
+    escapes half of a UTF-16 surrogate pair (no table can hold such a string)."""
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a lone surrogate escape: not Unicode text") from None
+    return document
+
+
+MAX_EPOCH = 10 ** 9
+
+
+def _epoch_number(value) -> int | None:
+    """A result's ``training_iteration`` as an int >= 1 (a float of a whole
+    number too: progress.csv gives floats when a cell is empty), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_EPOCH else None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _clean_row(row: dict, where: str, notes: list[str]) -> dict | None:
+    """A result row whose ``training_iteration`` is an epoch number, without
+    values no table can hold (objects, lists, integers past a float's range);
+    None (noted) without an epoch number."""
+    epoch = _epoch_number(row.get("training_iteration"))
+    if epoch is None:
+        notes.append(f"{where}: no epoch number (training_iteration {_short(row.get('training_iteration'))}); "
+                     "skipped")
+        return None
+    clean = {"training_iteration": epoch}
+    for key, value in row.items():
+        if key == "training_iteration" or key in IGNORED_RESULT_KEYS:
+            if key == "config":
+                clean[key] = value
+            continue
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, (dict, list)):
+            notes.append(f"{where}: {key} is {'an object' if isinstance(value, dict) else 'a list'}, "
+                         "not a value; ignored")
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
+            try:
+                value = float(value)
+            except OverflowError:
+                notes.append(f"{where}: {key} is a number past a float's range; ignored")
+                continue
+        clean[key] = value
+    trial_id = clean.get("trial_id")
+    if trial_id is not None and not isinstance(trial_id, str):
+        notes.append(f"{where}: trial_id {_short(trial_id)} is not text; ignored")
+        del clean["trial_id"]
+    return clean
+
+
 def _latest_per_iteration(rows: list[dict], result_uri: str, notes: list[str]) -> list[dict]:
     """One row per epoch. A trial that Ray Tune restores from a checkpoint older
     than its last result (a resumed driver restarts its running trials from
@@ -121,14 +217,24 @@ def _read_results(trial_uri: str, entries: set[str], notes: list[str]) -> list[d
     result_uri = storage.join(trial_uri, "result.json")
     if "result.json" in entries:
         rows = []
-        lines = storage.read_text(result_uri).splitlines()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+        # Bytes split on \n, \r and \r\n only, each line decoded alone: one bad line costs one epoch.
+        for number, raw in enumerate(storage.read_bytes(result_uri).splitlines(), 1):
+            if not raw.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = _parse_json(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                notes.append(f"{result_uri}: line {number} is not UTF-8 text; skipped")
+                continue
+            except ValueError:
                 notes.append(f"{result_uri}: line {number} is not valid JSON (truncated?); skipped")
+                continue
+            if not isinstance(row, dict):
+                notes.append(f"{result_uri}: line {number} is not a JSON object; skipped")
+                continue
+            row = _clean_row(row, f"{result_uri}: line {number}", notes)
+            if row is not None:
+                rows.append(row)
         rows = _latest_per_iteration(rows, result_uri, notes)
         iterations = [r.get("training_iteration") for r in rows]
         if iterations == list(range(1, len(rows) + 1)) or "progress.csv" not in entries:
@@ -153,10 +259,16 @@ def _read_config(trial_uri: str, entries: set[str], results: list[dict], notes: 
     can show it empty or half written."""
     if "params.json" in entries:
         params_uri = storage.join(trial_uri, "params.json")
-        try:
-            return json.loads(storage.read_text(params_uri))
-        except json.JSONDecodeError:
-            notes.append(f"{params_uri}: not valid JSON (still being written?)")
+        text = _read_text(params_uri, notes, "its config is read from result.json if it can be")
+        if text is not None:
+            try:
+                config = _parse_json(text)
+            except ValueError:
+                notes.append(f"{params_uri}: not valid JSON (still being written?)")
+            else:
+                if isinstance(config, dict):
+                    return config
+                notes.append(f"{params_uri}: not a JSON object; its config is read from result.json if it can be")
     if results and isinstance(results[0].get("config"), dict):
         return results[0]["config"]
     return None if "params.json" in entries else {}
@@ -164,12 +276,23 @@ def _read_config(trial_uri: str, entries: set[str], results: list[dict], notes: 
 
 def _read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
     progress_uri = storage.join(trial_uri, "progress.csv")
+    text = _read_text(progress_uri, notes)
+    if text is None:
+        return []
     try:
         # Trial ids are hex: "50152306" would read as a number, "1e123456" as infinity.
-        return pd.read_csv(io.StringIO(storage.read_text(progress_uri)), dtype={"trial_id": str}).to_dict("records")
+        records = pd.read_csv(io.StringIO(text), dtype={"trial_id": str}).to_dict("records")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        notes.append(f"{progress_uri}: unreadable ({e}); skipped")
+        notes.append(f"{progress_uri}: unreadable ({str(e).strip().splitlines()[0] if str(e).strip() else e!r}); "
+                     "skipped")
         return []
+    rows = []
+    for number, record in enumerate(records, 2):  # line 1 is the header
+        record = {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}  # empty cells
+        row = _clean_row(record, f"{progress_uri}: line {number}", notes)
+        if row is not None:
+            rows.append(row)
+    return _latest_per_iteration(rows, progress_uri, notes)
 
 
 def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
@@ -181,21 +304,52 @@ def _trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
         notes.append(f"{uri}: no experiment_state-*.json; statuses inferred from the trial logs")
         return {}
     state_uri = storage.join(uri, sorted(names)[-1])
+    inferred = "statuses inferred from the trial logs"
+    text = _read_text(state_uri, notes, inferred)
+    if text is None:
+        return {}
     try:
-        state = json.loads(storage.read_text(state_uri))
-    except json.JSONDecodeError:
-        notes.append(f"{state_uri}: not valid JSON; statuses inferred from the trial logs")
+        state = _parse_json(text)
+    except ValueError:
+        notes.append(f"{state_uri}: not valid JSON; {inferred}")
+        return {}
+    trial_data = state.get("trial_data") if isinstance(state, dict) else None
+    if not isinstance(trial_data, list):
+        notes.append(f"{state_uri}: no list of trials (trial_data); {inferred}")
         return {}
     out = {}
-    for trial_json, runtime_json in state.get("trial_data", []):
-        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        started, last = runtime.get("start_time"), runtime.get("last_result_time")
-        out[trial["trial_id"]] = {"tune_status": trial.get("status"),
-                                  "failures": runtime.get("num_failures", 0),
-                                  "error_file": runtime.get("error_filename"),
-                                  "wall_time_s": last - started if started and last else None,
-                                  "dir": trial.get("relative_logdir")}
+    for number, entry in enumerate(trial_data, 1):
+        read = _trial_state(entry)
+        if read is None:
+            notes.append(f"{state_uri}: trial {number} of trial_data unreadable; its status is inferred")
+        else:
+            out[read[0]] = read[1]
     return out
+
+
+def _trial_state(entry) -> tuple[str, dict] | None:
+    """``(trial_id, state)`` of one ``trial_data`` entry (a pair of JSON
+    texts: the trial, its run-time facts), or None when it is damaged."""
+    if not isinstance(entry, list) or len(entry) != 2 or not all(isinstance(part, str) for part in entry):
+        return None
+    try:
+        trial, runtime = _parse_json(entry[0]), _parse_json(entry[1])
+    except ValueError:
+        return None
+    if not isinstance(trial, dict) or not isinstance(runtime, dict) or not isinstance(trial.get("trial_id"), str):
+        return None
+
+    def typed(tree: dict, key: str, kind, default=None):
+        value = tree.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+    started, last = typed(runtime, "start_time", numbers.Real), typed(runtime, "last_result_time", numbers.Real)
+    wall = last - started if started and last else None
+    return trial["trial_id"], {"tune_status": typed(trial, "status", str),
+                               "failures": typed(runtime, "num_failures", int, 0),
+                               "error_file": typed(runtime, "error_filename", str),
+                               "wall_time_s": wall if wall is not None and math.isfinite(wall) else None,
+                               "dir": typed(trial, "relative_logdir", str)}
 
 
 def _status(tune_status: str | None, has_error: bool, epochs: int, planned: int | None) -> str:
@@ -209,10 +363,13 @@ def _status(tune_status: str | None, has_error: bool, epochs: int, planned: int 
 
 
 def _planned_epochs(config: dict, scheduler: dict) -> int | None:
-    """What a trial would run unstopped: its ``epochs``, capped by ASHA's ``max_t``."""
+    """What a trial would run unstopped: its ``epochs``, capped by ASHA's
+    ``max_t``; None when unknown (no ``epochs``, or not a whole number)."""
     planned = config.get("epochs")
-    if planned is not None and scheduler.get("name") in ("asha", "hyperband") and scheduler.get("max_t"):
-        planned = min(int(planned), int(scheduler["max_t"]))
+    if isinstance(planned, bool) or not isinstance(planned, int) or planned < 0:
+        return None
+    if scheduler.get("name") in ("asha", "hyperband") and scheduler.get("max_t"):
+        planned = min(planned, int(scheduler["max_t"]))
     return planned
 
 
@@ -249,7 +406,10 @@ def load_experiment(uri: str) -> Experiment:
         if config is None:
             notes.append(f"{trial_uri}: no readable config or result yet (a trial just starting?); skipped")
             continue
-        trial_id = str(results[0]["trial_id"]) if results else by_dir.get(name) or _id_from_dirname(name)
+        trial_id = _trial_id(name, results, by_dir)
+        if trial_id in configs:
+            notes.append(f"{trial_uri}: trial id {trial_id!r} already read from another trial directory; left out")
+            continue
         if states and trial_id not in states and name not in by_dir:
             notes.append(f"{trial_uri}: not in Ray Tune's saved state (started after its last save, which a "
                          "running sweep makes every few seconds; after a killed driver, --resume does not "
@@ -259,9 +419,13 @@ def load_experiment(uri: str) -> Experiment:
         if RESOLVED_CONFIG_FILE in entries:
             resolved_uri = storage.join(trial_uri, RESOLVED_CONFIG_FILE)
             try:
-                resolved[trial_id] = json.loads(storage.read_text(resolved_uri))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                notes.append(f"{resolved_uri}: not valid JSON; the trial's defaults are unknown")
+                resolved_config = _parse_json(storage.read_bytes(resolved_uri).decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one
+                resolved_config = None
+            if isinstance(resolved_config, dict):
+                resolved[trial_id] = resolved_config
+            else:
+                notes.append(f"{resolved_uri}: not a valid JSON object; the trial's defaults are unknown")
         state = states.get(trial_id, {})
         for r in results:  # one frame at the end: far faster than a frame per trial
             row = {k: v for k, v in r.items() if k not in IGNORED_RESULT_KEYS}
@@ -279,9 +443,9 @@ def load_experiment(uri: str) -> Experiment:
         if results:
             last = results[-1]
             for key in ("time_total_s", "train_time_s"):
-                row[key] = last.get(key)
+                row[key] = last.get(key) if _is_number(last.get(key)) else None  # not a number: noted below
             if row["wall_time_s"] is None:
-                row["wall_time_s"] = last.get("time_total_s")
+                row["wall_time_s"] = row["time_total_s"]
         trial_rows.append(row)
     if not trial_rows:
         notes.append(f"{uri}: no trials found")
@@ -289,14 +453,51 @@ def load_experiment(uri: str) -> Experiment:
     epochs = pd.DataFrame(epoch_rows)
     if "trial_id" in epochs:
         epochs["trial_id"] = epochs["trial_id"].astype(str)
+        dirs = {row["trial_id"]: storage.join(uri, row["trial_dir"]) for row in trial_rows}
+        epochs = _numbers_where_numbers_are(epochs, dirs, notes)
     experiment = Experiment(uri, trials, epochs, configs, spec, notes, resolved=resolved)
     check_uri = storage.join(uri, DATA_CHECK_FILE)
     if storage.exists(check_uri):
-        experiment.data_check = json.loads(storage.read_text(check_uri))
+        try:
+            check = _parse_json(storage.read_bytes(check_uri).decode("utf-8"))
+        except ValueError:
+            check = None
+        if isinstance(check, dict):
+            experiment.data_check = check
+        else:
+            notes.append(f"{check_uri}: not a valid JSON object; the data check is not shown")
     _add_metric_summaries(experiment)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return experiment
+
+
+def _numbers_where_numbers_are(epochs: pd.DataFrame, dirs: dict[str, str], notes: list[str]) -> pd.DataFrame:
+    """A metric that some epochs report as numbers is a number: any other
+    value of it (text, true/false) reads as missing, noted with its trial
+    and epoch. Columns of text only (such as GAN's ``fid_extractor``) stay."""
+    for column in epochs.columns:
+        if column == "trial_id" or epochs[column].dtype != object:
+            continue
+        values = epochs[column]
+        numeric = values.map(_is_number).astype(bool)
+        if not numeric.any():
+            continue
+        odd = values.notna() & ~numeric
+        for trial_id, epoch, value in zip(epochs.loc[odd, "trial_id"], epochs.loc[odd, "training_iteration"],
+                                          values[odd]):
+            notes.append(f"{dirs.get(trial_id, trial_id)}: {column} at epoch {epoch} is {_short(value)}, "
+                         "not a number; read as missing")
+        epochs[column] = pd.to_numeric(values.where(numeric), errors="coerce")
+    return epochs
+
+
+def _trial_id(name: str, results: list[dict], by_dir: dict[str, str]) -> str:
+    """The trial's id: its first result's, else the saved state's for its
+    directory, else one from its directory's name."""
+    if results and results[0].get("trial_id"):
+        return results[0]["trial_id"]
+    return by_dir.get(name) or _id_from_dirname(name)
 
 
 def _id_from_dirname(name: str) -> str:
@@ -306,7 +507,7 @@ def _id_from_dirname(name: str) -> str:
 
 
 def _first_error_line(trial_uri: str) -> str:
-    text = storage.read_text(storage.join(trial_uri, "error.txt")).strip().splitlines()
+    text = storage.read_bytes(storage.join(trial_uri, "error.txt")).decode("utf-8", "replace").strip().splitlines()
     return text[-1][:300] if text else "error"
 
 

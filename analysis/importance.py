@@ -21,7 +21,7 @@ import pandas as pd
 
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.study import space_distributions, trial_params
-from scenetune.analysis.tables import scored_trials
+from scenetune.analysis.tables import group_keys, scored_trials
 
 MIN_TRIALS = 3  # fANOVA's forest needs a few points to say anything
 
@@ -33,7 +33,7 @@ def rebuild_study(exp: Experiment) -> optuna.Study | None:
     trials = trials[trials["score"].map(math.isfinite)]
     distributions = space_distributions(exp, trials)
     distributions = {k: d for k, d in distributions.items()
-                     if f"config/{k}" in trials and trials[f"config/{k}"].nunique(dropna=True) > 1}
+                     if f"config/{k}" in trials and group_keys(trials[f"config/{k}"]).nunique(dropna=True) > 1}
     if len(trials) < MIN_TRIALS or not distributions:
         return None
     optuna.logging.set_verbosity(logging.WARNING)

@@ -19,6 +19,8 @@ them in Markdown, HTML and LaTeX.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
@@ -46,6 +48,18 @@ def scored_trials(exp: Experiment) -> pd.DataFrame:
     return trials
 
 
+def group_keys(values: pd.Series) -> pd.Series:
+    """A ``config/`` column as keys to group or count by: as it is when its
+    values can be told apart and sorted (all numbers, or all text), else each
+    value as its text: a damaged trial log can put a list, an object or text
+    where the other trials have numbers."""
+    try:
+        sorted(set(values.dropna()))
+        return values
+    except TypeError:
+        return values.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+
+
 def _best_index(values: pd.Series, mode: str):
     return values.idxmax() if mode == "max" else values.idxmin()
 
@@ -69,7 +83,7 @@ def table_by(exp: Experiment, by: str = "image_size", final: FinalEvaluation | N
     trials = scored_trials(exp)
     metric = exp.metric
     rows = []
-    for value, group in trials.groupby(column, sort=True, dropna=False):
+    for value, group in trials.groupby(group_keys(trials[column]), sort=True, dropna=False):
         best = group.loc[_best_index(group["score"], exp.mode)]
         rows.append({by: value, f"best_{metric}": best["score"],
                      "test_accuracy": _test_accuracy(final, best["trial_id"]),
@@ -103,6 +117,8 @@ def _parameters(config: dict, epochs_run: int, pretrained: bool) -> str:
 
 def _augmentation(config: dict) -> str:
     augment = config.get("augment") or {}
+    if not isinstance(augment, dict):  # a damaged params.json: shown as it is
+        return str(augment)
     used = [f"{key} = {_number(value) if not isinstance(value, str) else repr(value)}"
             for key, value in sorted(augment.items())
             if key != "fill_mode" and AUGMENT_OFF.get(key, None) != value and value not in (None, 0, False)]
@@ -125,7 +141,7 @@ def model_summary(exp: Experiment, final: FinalEvaluation | None = None,
         trials["config/backbone"] = "(default)"
     metric = exp.metric
     rows = []
-    for backbone, group in trials.groupby("config/backbone", sort=True):
+    for backbone, group in trials.groupby(group_keys(trials["config/backbone"]), sort=True):
         best = group.loc[_best_index(group["score"], exp.mode)]
         config = exp.configs.get(best["trial_id"], {})
         pretrained = backbone in networks

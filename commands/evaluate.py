@@ -24,6 +24,7 @@ import warnings
 from typing import Callable
 
 import numpy as np
+from pydantic import ValidationError
 
 from scenetune.analysis.best import best_trials
 from scenetune.analysis.experiment import ExperimentError, load_experiment
@@ -53,7 +54,12 @@ def experiment_split(uri: str, root: str, split: str, classes: list[str]):
     manifest_uri = storage.join(uri, MANIFEST_FILE)
     if not storage.exists(manifest_uri):
         raise EvaluationError(f"{uri}: no {MANIFEST_FILE} (the experiment's split manifest)")
-    return split_rows(manifest_from_csv(storage.read_text(manifest_uri)), root, split, classes)
+    manifest = manifest_from_csv(storage.read_text(manifest_uri))
+    unknown = sorted(set(manifest["label"]) - set(classes)) if "label" in manifest else []
+    if unknown:
+        raise EvaluationError(f"{manifest_uri}: labels {', '.join(map(repr, unknown[:5]))} are not among the "
+                              "classes of the trial's config (data.classes in its params.json)")
+    return split_rows(manifest, root, split, classes)
 
 
 def _pick_gradcam(true: np.ndarray, probs: np.ndarray, per_kind: int) -> list[int]:
@@ -90,13 +96,16 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
     if checkpoint is None and not retrain:
         raise EvaluationError(f"{trial_uri}: the best trial ({trial_id}) has no checkpoint; "
                               "pass --retrain to fit its config afresh")
-    cfg = ClassifierConfig.model_validate(exp.configs[trial_id])
+    cfg = _trial_config(exp.configs[trial_id], storage.join(trial_uri, "params.json"), trial_id)
     classes, root = cfg.data.classes, cfg.data.root
     if not os.path.isdir(root):
         raise EvaluationError(f"data.root: {root} (the experiment's dataset) does not exist on this machine")
     test_paths, test_labels, test_rows = experiment_split(uri, root, "test", classes)
     if not test_paths:
         raise EvaluationError(f"{uri}: the manifest has no test split")
+    if not retrain and not storage.exists(storage.join(checkpoint, MODEL_FILE)):
+        raise EvaluationError(f"{checkpoint}: no {MODEL_FILE} in the best trial's ({trial_id}) checkpoint; "
+                              "pass --retrain to fit its config afresh")
 
     import keras
 
@@ -153,6 +162,22 @@ def evaluate_experiment(uri: str, retrain: bool = False, gradcam_per_kind: int =
     storage.write_text(storage.join(out, METRICS_FILE), json.dumps(metrics, indent=2))  # last: marks it done
     progress(f"test accuracy {metrics['accuracy']:.4f} on {metrics['test_images']} images; wrote {out}")
     return metrics
+
+
+def _trial_config(config: dict, params_uri: str, trial_id: str) -> ClassifierConfig:
+    """The trial's config as the classifier takes it; a damaged one is bad input."""
+    try:
+        cfg = ClassifierConfig.model_validate(config)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "config"
+        message = " ".join(f"{key}: {first['msg']}".split())
+        raise EvaluationError(f"{params_uri}: the best trial's ({trial_id}) config is not one the classifier takes "
+                              f"({message[:200]})") from None
+    if cfg.data is None:
+        raise EvaluationError(f"{params_uri}: the best trial's ({trial_id}) config is not one the classifier takes "
+                              "(data: the dataset's root, manifest and classes are missing)")
+    return cfg
 
 
 def _retrain(cfg: ClassifierConfig, uri: str, root: str, classes: list[str], epochs: int):

@@ -7,8 +7,14 @@ from keras.src.legacy.preprocessing.image import ImageDataGenerator
 from PIL import Image
 
 from scenetune.trainables.classifier.config import Augment
-from scenetune.trainables.data.augment import (RandomAffine, apply_params, random_augment, sample_params,
-                                                transform_matrices, warp_uint8)
+from scenetune.trainables.data.augment import (
+    RandomAffine,
+    apply_params,
+    random_augment,
+    sample_params,
+    transform_matrices,
+    warp_uint8,
+)
 from scenetune.trainables.data.pipeline import decode_resize, make_dataset
 
 
