@@ -4,6 +4,7 @@ and API work from the installed copy (not from this checkout)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,14 @@ def installed(tmp_path_factory):
     """The wheel built from this checkout, installed (without its
     dependencies, which this environment has) into a folder of its own."""
     tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"  # the tracked files only: no stale build/ or egg-info of this checkout
+    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(source / os.path.dirname(name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp / "dist"), ROOT], check=True, cwd=tmp)
+                    "--wheel-dir", str(tmp / "dist"), str(source)], check=True, cwd=tmp)
     (wheel,) = (tmp / "dist").iterdir()
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                     str(tmp / "site"), str(wheel)], check=True, cwd=tmp)
