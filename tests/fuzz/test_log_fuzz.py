@@ -44,7 +44,6 @@ from hypothesis import strategies as st
 from scenetune.analysis.experiment import Experiment, load_experiment
 from scenetune.cli import main
 from scenetune.core.errors import UserError
-from tests.analysis.conftest import damaged_experiment, known_experiment  # noqa: F401 - the fixtures, seen here
 
 try:
     from tests.fuzz.conftest import examples
@@ -288,7 +287,7 @@ def check_load(uri: str, done: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def benches(known_experiment, damaged_experiment, tmp_path_factory):  # noqa: F811
+def benches(known_experiment, damaged_experiment, tmp_path_factory):
     folder = tmp_path_factory.mktemp("log_fuzz")
     return {"known": Workbench(known_experiment, str(folder / "known")),
             "damaged": Workbench(damaged_experiment, str(folder / "damaged"))}
