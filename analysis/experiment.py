@@ -45,6 +45,7 @@ from scenetune.core import storage
 from scenetune.core.errors import UserError
 from scenetune.core.layout import DATA_CHECK_FILE, OWN_DIRS, RESOLVED_CONFIG_FILE, SPEC_FILE
 from scenetune.core.rungs import scheduler_rungs
+from scenetune.core.trees import flatten
 
 TUNE_STATUS = {"TERMINATED": "completed", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
                "PAUSED": "pending"}
@@ -97,17 +98,6 @@ class Experiment:
             return self.trials
         return self.trials.loc[self.trials["status"] == "errored", ["trial_id", "trial_dir", "epochs", "failures",
                                                                      "error"]]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, path))
-        else:
-            out[path] = value
-    return out
 
 
 def _status(tune_status: str | None, has_error: bool, epochs: int, planned: int | None) -> str:
@@ -197,7 +187,7 @@ def load_experiment(uri: str) -> Experiment:
                "failures": state.get("failures", 0),
                "error": _first_error_line(trial_uri) if "error.txt" in entries else None,
                "wall_time_s": state.get("wall_time_s")}
-        row.update({f"config/{k}": v for k, v in _flatten(config).items() if not k.startswith("data.")})
+        row.update({f"config/{k}": v for k, v in flatten(config).items() if not k.startswith("data.")})
         if results:
             last = results[-1]
             for key in ("time_total_s", "train_time_s"):

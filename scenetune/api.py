@@ -22,17 +22,6 @@ from typing import Any
 Progress = Callable[[str], None]
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, path))
-        else:
-            out[path] = value
-    return out
-
-
 class Experiment:
     """An experiment folder (local or ``s3://``/``gs://``) read from its trial
     logs. ``trials`` and ``epochs`` are pandas tables (see
@@ -73,13 +62,14 @@ class Experiment:
         import pandas as pd
 
         from scenetune.analysis import best_trials, pareto_trials
+        from scenetune.core.trees import flatten
 
         if self.spec.get("objectives") and not metric:
             entries = pareto_trials(self._logs, scope)
         else:
             entries = best_trials(self._logs, metric, mode, scope, top)
         return pd.DataFrame([{k: v for k, v in e.items() if k not in ("metrics", "config")}
-                             | {f"config.{k}": v for k, v in _flat(e["config"]).items()} for e in entries])
+                             | {f"config.{k}": v for k, v in flatten(e["config"]).items()} for e in entries])
 
     def report(self, out: str | None = None, by: str | None = None) -> str:
         """Write the report (tables, figures, report.md and report.html);

@@ -99,18 +99,6 @@ def get_path(tree: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
-def flatten(tree: dict, prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    """Nested dict -> ``{"a.b": leaf}``; empty dicts are kept as leaves."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, path, sep))
-        else:
-            flat[path] = value
-    return flat
-
-
 def unflatten(flat: dict[str, Any], sep: str = ".") -> dict:
     tree: dict = {}
     for key, value in flat.items():
