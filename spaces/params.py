@@ -194,6 +194,8 @@ def _parse_one(key: str, decl: Any) -> Param:
             raise SpaceError(key, f"step ({step:g}) is too small for the range [{low:g}, {high:g}]")
         if not math.isclose(n, round(n), abs_tol=1e-9):
             raise SpaceError(key, f"high - low ({high - low:g}) is not a multiple of step ({step:g})")
+        if not math.isclose(low / step, round(low / step), abs_tol=1e-9):  # as Ray Tune's quantized domains ask
+            raise SpaceError(key, f"low ({low:g}) is not a multiple of step ({step:g}): steps count from 0")
     return Param(key, kind, args)
 
 

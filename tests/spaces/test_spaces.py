@@ -97,6 +97,9 @@ def test_grid_declarations_become_tune_grid_search():
     ({"x": {"uniform": [0, 1], "int": [0, 1]}}, "needs exactly one of"),
     ({"x": {"int": [0.5, 3]}}, "takes integers"),
     ({"x": {"qint": [0, 10, 3]}}, "not a multiple of step"),
+    # Ray Tune's quantized domains round to multiples of step from 0 and refuse other bounds (found by the fuzzer)
+    ({"x": {"quniform": [0.5, 0.5, 1]}}, "low (0.5) is not a multiple of step (1): steps count from 0"),
+    ({"x": {"qint": [3, 9, 2]}}, "low (3) is not a multiple of step (2)"),
     ({"x": {"uniform": [0, "a"]}}, "takes numbers"),
     ({"x": {"choice": [[1, 2], [3]]}}, "must be strings, numbers"),
     ({"a": {"choice": [1]}, "a.b": {"choice": [2]}}, "clashes with 'a'"),
