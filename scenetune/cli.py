@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import traceback
 
@@ -30,13 +31,16 @@ def cmd_sweep(args) -> int:
         exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
                         address=args.address, resume=args.resume, verbose=args.verbose).logs
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping: let Ray stop its processes, uninterrupted
         print(f"scenetune: interrupted; what was saved is kept. Continue with:\n  {resume_command(args)}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
+        import ray
+
+        ray.shutdown()
         return EXIT_INTERRUPTED
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {exp.uri}")
-    if args.resume:  # a new sweep printed its data check as it began
-        print(data_check_line(exp.data_check))
+    print(data_check_line(exp.data_check))
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not exp.epochs.empty and exp.spec.get("objectives"):
         print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"],
