@@ -18,6 +18,7 @@ from collections import Counter
 import pandas as pd
 
 from scenetune.core import storage
+from scenetune.core.layout import newest_state_file
 
 IGNORED_RESULT_KEYS = ("config", "date", "timestamp", "pid", "hostname", "node_ip", "should_checkpoint",
                        "done", "time_since_restore", "checkpoint_dir_name")
@@ -212,12 +213,10 @@ def read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
 def trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
     """trial_id -> {tune_status, failures, error_file, wall_time_s, dir} from
     the newest state file."""
-    names = [name for name, is_dir in storage.list_dir(uri)
-             if not is_dir and name.startswith("experiment_state-") and name.endswith(".json")]
-    if not names:
+    state_uri = newest_state_file(uri)
+    if state_uri is None:
         notes.append(f"{uri}: no experiment_state-*.json; statuses inferred from the trial logs")
         return {}
-    state_uri = storage.join(uri, sorted(names)[-1])
     inferred = "statuses inferred from the trial logs"
     text = read_text(state_uri, notes, inferred)
     if text is None:
