@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 
 from scenetune.analysis.account import overview_section
+from scenetune.analysis.anytime import anytime_section
 from scenetune.analysis.experiment import Experiment, ExperimentError, load_experiment
 from scenetune.analysis.render import render_html, render_markdown, write_tables
 from scenetune.analysis.section import Section
@@ -61,7 +62,7 @@ def build_sections(exp: Experiment, out_dir: str, by: str | None = None) -> list
         if "by" not in inspect.signature(builder).parameters:
             raise ReportError(f"--by: the {trainable} report has no table by parameter")
         options["by"] = by
-    return [overview_section(exp)] + builder(exp, out_dir, **options)
+    return [overview_section(exp)] + anytime_section(exp, out_dir) + builder(exp, out_dir, **options)
 
 
 def write_report(uri: str, out_dir: str | None = None, by: str | None = None,

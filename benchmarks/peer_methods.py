@@ -39,7 +39,8 @@ class Run:
 @dataclass
 class Bench:
     """The flags and what a classifier trial reads: the split (absolute paths,
-    label indices) and the decode cache."""
+    label indices) and the decode cache; the searched space (scenetune's
+    declarations) and the fixed settings."""
     args: argparse.Namespace
     root: str
     workdir: str  # experiments, decode cache, KerasTuner's folders
@@ -47,9 +48,21 @@ class Bench:
     train: tuple[list[str], list[int]]
     val: tuple[list[str], list[int]]
     cache: object  # scenetune.trainables.data.cache.ImageCache
+    space: dict = None
+    fixed: dict = None
+
+    def __post_init__(self):
+        self.space = SPACE if self.space is None else self.space
+        self.fixed = FIXED if self.fixed is None else self.fixed
+
+    def distributions(self) -> dict:
+        """Optuna's distributions of the space, by dotted key."""
+        from scenetune.spaces import parse_space, to_optuna
+
+        return {key.replace("/", "."): d for key, d in to_optuna(parse_space(self.space).values()).items()}
 
 
-def load_bench(args, root: str, workdir: str) -> Bench:
+def load_bench(args, root: str, workdir: str, space: dict | None = None, fixed: dict | None = None) -> Bench:
     """The split as ``scenetune.search.tuner.prepare`` computes it; opens (builds) the cache."""
     from scenetune.trainables.data.cache import open_cache
     from scenetune.trainables.data.datasets import SplitSpec, build_manifest
@@ -62,8 +75,9 @@ def load_bench(args, root: str, workdir: str) -> Bench:
         return [os.path.join(root, p) for p in rows["path"]], [classes.index(label) for label in rows["label"]]
 
     train, val = split("train"), split("val")
+    fixed = FIXED if fixed is None else fixed
     return Bench(args, root, workdir, classes, train, val,
-                 open_cache(train[0] + val[0], FIXED["image_size"], os.path.join(workdir, "cache")))
+                 open_cache(train[0] + val[0], fixed["image_size"], os.path.join(workdir, "cache")), space, fixed)
 
 
 def trial_setup(bench: Bench, params: dict, seed: int):
@@ -78,19 +92,21 @@ def trial_setup(bench: Bench, params: dict, seed: int):
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    cfg = ClassifierConfig.model_validate(unflatten({**FIXED, "epochs": bench.args.epochs, "seed": seed, **params}))
+    cfg = ClassifierConfig.model_validate(unflatten({**bench.fixed, "epochs": bench.args.epochs, "seed": seed,
+                                                     **params}))
     model = build_classifier(cfg, len(bench.classes))  # first, as in train_classifier: the same random draws
     return model, cached_dataset(bench.cache, *bench.train, cfg.batch_size, cfg.augment, shuffle=True, seed=cfg.seed)
 
 
 class Recorder:
-    """A peer's clock (``time.perf_counter`` from the method's start): trial spans, epochs."""
+    """A peer's clock (seconds from ``origin``, a ``time.time()``; default the
+    method's start): trial spans, epochs."""
 
-    def __init__(self):
-        self.origin, self.epochs, self.trials = time.perf_counter(), [], []
+    def __init__(self, origin: float | None = None):
+        self.origin, self.epochs, self.trials = time.time() if origin is None else origin, [], []
 
     def now(self) -> float:
-        return time.perf_counter() - self.origin
+        return time.time() - self.origin
 
     @contextlib.contextmanager
     def trial(self):
@@ -114,7 +130,7 @@ def epoch_clock(recorder: Recorder, bench: Bench, on_epoch=None):
 
     from scenetune.trainables.data.pipeline import cached_dataset
 
-    val, labels = cached_dataset(bench.cache, *bench.val, FIXED["batch_size"]), np.asarray(bench.val[1])
+    val, labels = cached_dataset(bench.cache, *bench.val, bench.fixed["batch_size"]), np.asarray(bench.val[1])
 
     class EpochClock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -136,19 +152,30 @@ def epoch_clock(recorder: Recorder, bench: Bench, on_epoch=None):
     return EpochClock()
 
 
-def run_kerastuner(method: str, seed: int, bench: Bench) -> Run:
+def kerastuner_value(hp, key: str, distribution):
+    """KerasTuner's hyperparameter for an Optuna distribution of the space."""
+    import optuna.distributions as od
+
+    if isinstance(distribution, od.CategoricalDistribution):
+        return hp.Choice(key, list(distribution.choices))
+    sampling = "log" if distribution.log else "linear"
+    if isinstance(distribution, od.IntDistribution):
+        return hp.Int(key, distribution.low, distribution.high, step=None if distribution.log else distribution.step,
+                      sampling=sampling)
+    return hp.Float(key, distribution.low, distribution.high, step=distribution.step, sampling=sampling)
+
+
+def run_kerastuner(method: str, seed: int, bench: Bench, origin: float | None = None) -> Run:
     """A trial spans KerasTuner's ``run_trial``: build (for a trial that goes
     on from another, its weights' load), fit, the best epoch's checkpoint."""
     import keras_tuner as kt
 
-    epochs, recorder = bench.args.epochs, Recorder()
+    epochs, recorder = bench.args.epochs, Recorder(origin)
+    distributions = bench.distributions()
 
     class SceneModel(kt.HyperModel):
         def build(self, hp):
-            params = {"learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
-                      "cnn_filters": hp.Choice("cnn_filters", [16, 32]), "cnn_blocks": hp.Choice("cnn_blocks", [2, 3]),
-                      "dense_units": hp.Choice("dense_units", [32, 64]), "dropout": hp.Float("dropout", 0.0, 0.4),
-                      "augment.horizontal_flip": hp.Choice("augment.horizontal_flip", [True, False])}
+            params = {key: kerastuner_value(hp, key, d) for key, d in distributions.items()}
             model, self.train = trial_setup(bench, params, seed)
             return model
 
@@ -167,23 +194,29 @@ def run_kerastuner(method: str, seed: int, bench: Bench) -> Run:
     return recorder.run()
 
 
-def run_optuna(method: str, seed: int, bench: Bench) -> Run:
+def optuna_value(trial, key: str, distribution):
+    """``trial.suggest_*`` for an Optuna distribution of the space."""
+    import optuna.distributions as od
+
+    if isinstance(distribution, od.CategoricalDistribution):
+        return trial.suggest_categorical(key, list(distribution.choices))
+    suggest = trial.suggest_int if isinstance(distribution, od.IntDistribution) else trial.suggest_float
+    return suggest(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+
+
+def run_optuna(method: str, seed: int, bench: Bench, origin: float | None = None) -> Run:
     """A trial spans the objective from its sampled values to its return or prune."""
     import optuna
 
-    epochs, recorder = bench.args.epochs, Recorder()
+    epochs, recorder = bench.args.epochs, Recorder(origin)
+    distributions = bench.distributions()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
                                                                       reduction_factor=FACTOR))
 
     def objective(trial):
-        params = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-                  "cnn_filters": trial.suggest_categorical("cnn_filters", [16, 32]),
-                  "cnn_blocks": trial.suggest_categorical("cnn_blocks", [2, 3]),
-                  "dense_units": trial.suggest_categorical("dense_units", [32, 64]),
-                  "dropout": trial.suggest_float("dropout", 0.0, 0.4),
-                  "augment.horizontal_flip": trial.suggest_categorical("augment.horizontal_flip", [True, False])}
+        params = {key: optuna_value(trial, key, d) for key, d in distributions.items()}
 
         def report(epoch, accuracy):
             trial.report(accuracy, epoch)

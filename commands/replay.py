@@ -45,7 +45,8 @@ from scenetune.analysis import load_experiment
 from scenetune.core.errors import UserError
 from scenetune.core.registry import REPLAY_SEARCHERS as SEARCHERS
 from scenetune.core.registry import SCHEDULERS
-from scenetune.search.tuner import environ, make_sampler, make_scheduler, pending_trials, tune_ranking
+from scenetune.search.schedulers import make_scheduler, pending_trials, tune_ranking
+from scenetune.search.tuner import environ, make_sampler
 from scenetune.spaces import Param, get_path, parse_space, to_optuna, to_tune
 
 

@@ -17,6 +17,7 @@ from scenetune.core import storage
 SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
+TIMINGS_FILE = "sweep_timings.json"  # where the sweep's time went, each result's arrival (search/clock.py)
 
 # Written in each trial's folder: by Ray Tune, and by the trial itself.
 PARAMS_FILE = "params.json"

@@ -66,7 +66,7 @@ TRAINABLES: dict[str, TrainableRecord] = {
 # Optuna's samplers a spec may name (search.algorithm: optuna), built by
 # scenetune.search.tuner.make_sampler; "grid" is search.algorithm: grid.
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc")
-# Ray Tune's schedulers, built by scenetune.search.tuner.make_scheduler: a
+# Ray Tune's schedulers, built by scenetune.search.schedulers.make_scheduler: a
 # sweep may name the first three; a replay any of them.
 SWEEP_SCHEDULERS = ("asha", "hyperband", "none")
 SCHEDULERS = SWEEP_SCHEDULERS + ("median",)

@@ -21,8 +21,7 @@ import time
 from ray.tune import Callback
 
 from scenetune.core import storage
-
-TIMINGS_FILE = "sweep_timings.json"
+from scenetune.core.layout import TIMINGS_FILE
 
 
 class SweepClock(Callback):
@@ -79,7 +78,9 @@ class SweepClock(Callback):
 
     def to_dict(self) -> dict:
         rows = self.per_trial()
-        out = {**self.phases, "slots": self.slots, "trials": self.trials}
+        # started_at: when this run's clock started (seconds since the epoch);
+        # every time in ``trials`` counts from it.
+        out = {**self.phases, "started_at": round(self.started, 3), "slots": self.slots, "trials": self.trials}
         if rows:
             out["overhead_s"] = sum(r["overhead_s"] for r in rows) / len(rows)
             if "trials_s" in self.phases and self.slots:

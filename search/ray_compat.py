@@ -137,6 +137,40 @@ def save_every_trial_status() -> bool:
                  "a trial HyperBand paused may be saved as paused after it finished")
 
 
+def fresh_process_when_reuse_fails() -> bool:
+    """Give a trial a fresh worker process when Ray cannot hand it a reused one.
+
+    A warm process is reused by resetting it (``Trainable.reset``), which for
+    a function trainable waits ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` (2 s by
+    default) for the previous trial's training thread to end. When it has not
+    ended, Ray 2.60's ``TuneController._on_trial_reset`` marks the new trial
+    errored ("Trainable runner reuse requires reset_config() ...") without
+    telling the scheduler or the searcher, and ignores ``max_failures``: a
+    HyperBand bracket then waits for that trial forever, with its other trials
+    paused (issue 23). This drops the process that could not be reset and
+    starts the trial in a new one, as if no warm process had been free."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    def new_process_instead(original):
+        def _on_trial_reset(self, trial, success):
+            if success:
+                return original(self, trial, success)
+            logger.info("trial %s: its reused process could not be reset; starting a new one", trial)
+            self._resetting_trials.discard(trial)
+            stale = self._trial_to_actor.pop(trial, None)
+            if stale is not None:
+                self._actor_to_trial.pop(stale, None)
+                trial.set_ray_actor(None)
+                self._remove_actor(tracked_actor=stale)
+            if trial.status != "PENDING":
+                self._set_trial_status(trial, "PENDING")
+            self._schedule_trial_actor(trial)
+        return _on_trial_reset
+
+    return _wrap(TuneController, "_on_trial_reset", new_process_instead,
+                 "a trial whose reused process cannot be reset is marked errored and HyperBand may wait for it")
+
+
 def set_restored_callbacks(tuner, callbacks: list) -> None:
     """Give a restored ``Tuner`` these callbacks. ``Tuner.restore`` takes none
     and brings back the pickled ones of the first run (with that run's

@@ -20,13 +20,15 @@ from scenetune.core import storage
 from scenetune.core.layout import SPEC_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.ray_compat import (
+    fresh_process_when_reuse_fails,
     quiet_trial_boxes,
     recycle_grown_workers,
     save_every_trial_status,
     tolerate_killed_trial_workers,
 )
+from scenetune.search.schedulers import pending_trials
 from scenetune.search.spec import SweepSpec, parse_spec
-from scenetune.search.tuner import build_tuner, check_restorable, environ, pending_trials, prepare, restore_tuner
+from scenetune.search.tuner import build_tuner, check_restorable, environ, prepare, restore_tuner, trial_slots
 from scenetune.trainables.quiet import VERBOSE_ENV  # set in trial processes by -v
 
 WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
@@ -152,8 +154,9 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)
     save_every_trial_status()
+    fresh_process_when_reuse_fails()
     try:
-        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples)), \
+        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples, trial_slots(spec))), \
                 quiet_tune(verbose), interruptible(spec.experiment_uri):
             tuner.fit()
     finally:

@@ -16,31 +16,17 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictInt, ValidationError, field_validator, model_validator
 
 from scenetune.core import storage
-from scenetune.core.errors import UserError
-from scenetune.core.registry import SAMPLERS, SWEEP_SCHEDULERS, TRAINABLES, trainable
-from scenetune.core.rungs import asha_rungs, hyperband_brackets, scheduler_rungs
-from scenetune.search.spec_input import describe, read_spec_file
+from scenetune.core.registry import SAMPLERS, TRAINABLES, trainable
+from scenetune.core.rungs import scheduler_rungs
+from scenetune.search.spec_input import SpecError, Strict, describe, read_spec_file
+from scenetune.search.spec_scheduler import SchedulerSpec, check_scheduler
 from scenetune.spaces import Param, SpaceError, deep_merge, get_path, parse_space, set_path
 from scenetune.spaces.params import brief, shown
 
-# The most epochs a scheduler's max_t may count (the trainables' configs cap
-# their epochs alike): the rung schedule is replayed epoch by epoch.
-MAX_T = 10_000
-# The most rungs (milestones) between grace_period and max_t a scheduler may
-# have: a reduction_factor just above 1 would make millions.
-MAX_RUNGS = 100
-
-
-class SpecError(UserError, ValueError):
-    """A sweep spec that cannot run; the message names the key at fault."""
-
-
-class Strict(BaseModel):
-    # strict: no true for 1, no "8" for 8 (an int is still a float); no NaN or infinity
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+__all__ = ["SpecError", "SweepSpec", "SchedulerSpec", "load_spec", "parse_spec"]
 
 
 class SplitSpec(Strict):
@@ -76,28 +62,6 @@ class SearchSpec(Strict):
     seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     points: list[dict[str, Any]] = Field(
         [], description="configurations tried first (keys declared in space; the rest sampled)")
-
-
-# What the scheduler ranks trials by at its rungs when the spec does not say:
-# a classifier's validation accuracy ties at chance in its first epochs (most
-# trials of a sweep sit within the noise of one another there), its loss
-# already tells them apart (benchmarks/early_stopping.py measures the choice).
-RANK_AT_RUNGS = {("classifier", "val_accuracy"): ("val_loss", "min")}
-
-
-class SchedulerSpec(Strict):
-    name: Literal[SWEEP_SCHEDULERS] = Field(
-        "asha", description="asha: asynchronous successive halving; hyperband: Ray's synchronous HyperBand "
-                            "(KerasTuner's algorithm: brackets that pause trials at each milestone); none")
-    max_t: int | None = Field(None, ge=1, le=MAX_T, description="default: the trials' epochs")
-    grace_period: int = Field(1, ge=1, description="ASHA: the first rung, in epochs")
-    reduction_factor: float = Field(3, gt=1)
-    brackets: int = Field(2, ge=1, le=8, description="ASHA: bracket s first judges a trial at grace_period * "
-                                               "reduction_factor**s (Ray draws each trial's bracket; a second "
-                                               "bracket keeps a share of the trials past the noisy first rung)")
-    metric: str | None = Field(None, description="rank trials at the rungs by this metric (default: val_loss for a "
-                                                 "classifier sweep of val_accuracy, else the sweep's metric)")
-    mode: Literal["max", "min"] | None = None
 
 
 class ResourcesSpec(Strict):
@@ -171,9 +135,11 @@ class SweepSpec(Strict):
         """The epochs at which trials checkpoint, besides each trial's last
         (which always does), from ``checkpoint.frequency``."""
         every, epochs = self.checkpoint.frequency, self.max_epochs()
-        if isinstance(every, int):
-            return list(range(every, epochs, every))
-        chosen = set(scheduler_rungs(self.scheduler.model_dump())) | {self.scheduler.max_t or 0}
+        rungs = set(scheduler_rungs(self.scheduler.model_dump()))
+        if isinstance(every, int):  # and where ASHA may hold a trial: it resumes from there
+            held_at = rungs if (self.scheduler.quorum or 1) > 1 else set()
+            return sorted(e for e in set(range(every, epochs, every)) | held_at if 0 < e < epochs)
+        chosen = rungs | {self.scheduler.max_t or 0}
         if every == "auto":  # a crash loses at most a quarter of a trial's epochs
             chosen |= set(range(math.ceil(epochs / 4), epochs, math.ceil(epochs / 4)))
         return sorted(e for e in chosen if 0 < e < epochs)
@@ -203,7 +169,7 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
     _check_objectives(spec, raw, known)
     _check_space(spec)
     _check_data(spec)
-    _check_scheduler(spec)
+    check_scheduler(spec)
     return spec
 
 
@@ -320,76 +286,8 @@ def _check_combinations(spec: SweepSpec, params: dict[str, Param], model) -> Non
                             f"(space.backbone can pick {backbone})") from None
 
 
-def _resize_at_rungs(spec: SweepSpec) -> None:
-    """Progressive resizing grows the image at ASHA's rungs: a trial that ASHA
-    lets past rung k (epoch grace * factor**k) trains its next phase larger."""
-    sizes = spec.fixed.get("progressive_resize")
-    if not sizes or spec.fixed.get("resize_epochs") is not None:
-        return
-    sched = spec.scheduler
-    if sched.name != "asha":
-        raise SpecError("fixed.progressive_resize: without ASHA, set fixed.resize_epochs (the epoch each size starts)")
-    if sched.max_t is None:
-        sched.max_t = spec.max_epochs()
-    rungs = asha_rungs(sched.model_dump(), bracket=0)
-    if len(rungs) < len(sizes) - 1:
-        raise SpecError(f"fixed.progressive_resize: {len(sizes)} sizes need {len(sizes) - 1} ASHA rungs before "
-                        f"max_t; the scheduler has {len(rungs)} ({rungs})")
-    spec.fixed["resize_epochs"] = [0] + rungs[:len(sizes) - 1]
-
-
 def _check_data(spec: SweepSpec) -> None:
     root = os.path.expanduser(spec.data.root)
     if not os.path.isdir(root):
         raise SpecError(f"data.root: {shown(spec.data.root)} does not exist or is not a directory")
     spec.data.root = os.path.abspath(root)
-
-
-def _check_rung_count(spec: SweepSpec) -> None:
-    """Refuse a schedule of more than MAX_RUNGS milestones before anything
-    lists them (a factor of 1.000001 makes millions)."""
-    sched = spec.scheduler
-    if sched.name == "none":
-        return
-    max_t = sched.max_t or spec.max_epochs()
-    if max_t > MAX_T:
-        raise SpecError(f"scheduler.max_t: the trials' {max_t} epochs exceed the scheduler's limit of {MAX_T}")
-    lowest = 1 if sched.name == "hyperband" else min(sched.grace_period, max_t)
-    rungs = math.log(max_t / lowest) / math.log(sched.reduction_factor)
-    if rungs > MAX_RUNGS:
-        raise SpecError(f"scheduler.reduction_factor: {sched.reduction_factor} makes {rungs:.0f} milestones up to "
-                        f"max_t {max_t}; at most {MAX_RUNGS} (raise the factor)")
-
-
-def _check_scheduler(spec: SweepSpec) -> None:
-    sched = spec.scheduler
-    _check_rung_count(spec)
-    _resize_at_rungs(spec)
-    if sched.name == "none":
-        if sched.metric or sched.mode:
-            raise SpecError("scheduler.metric: only ASHA and HyperBand rank trials at rungs; scheduler.name is none")
-        return
-    if sched.name == "hyperband":
-        for key in ("grace_period", "brackets"):  # the defaults pass: a stored resolved spec holds them
-            if getattr(sched, key) != SchedulerSpec.model_fields[key].default:
-                raise SpecError(f"scheduler.{key}: applies to ASHA only; HyperBand's brackets start at "
-                                "max_t / reduction_factor**s")
-    if (sched.metric is None) != (sched.mode is None):
-        raise SpecError("scheduler.metric and scheduler.mode: give both (e.g. val_loss, min) or neither")
-    if sched.metric is None:
-        sched.metric, sched.mode = RANK_AT_RUNGS.get((spec.trainable, spec.metric), (None, None))
-    known = list(trainable(spec.trainable).known_metrics)
-    if sched.metric is not None and sched.metric not in known:
-        raise SpecError(f"scheduler.metric: {brief(sched.metric)} is not reported by {spec.trainable}; "
-                        f"known: {', '.join(known)}")
-    epochs = spec.max_epochs()
-    if sched.max_t is None:
-        sched.max_t = epochs
-    if sched.grace_period > sched.max_t:
-        raise SpecError(f"scheduler.grace_period: {sched.grace_period} exceeds scheduler.max_t ({sched.max_t})")
-    band = sum(trials for trials, _ in hyperband_brackets(sched.model_dump()))
-    if band and spec.search.max_concurrent is not None and spec.search.max_concurrent < band:
-        raise SpecError(f"search.max_concurrent: HyperBand (max_t {sched.max_t}, factor {sched.reduction_factor:g}) "
-                        f"keeps a band of {band} trials live at once, paused ones included; "
-                        f"{spec.search.max_concurrent} would starve its brackets (raise it to {band} or leave it "
-                        "unset: Ray runs as many as the resources hold)")

@@ -16,9 +16,19 @@ import re
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from scenetune.core.errors import UserError
 from scenetune.spaces.params import brief, shown
+
+
+class SpecError(UserError, ValueError):
+    """A sweep spec that cannot run; the message names the key at fault."""
+
+
+class Strict(BaseModel):
+    # strict: no true for 1, no "8" for 8 (an int is still a float); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def one_line(text: str) -> str:

@@ -12,18 +12,16 @@ import os
 import sys
 from dataclasses import dataclass
 
-import numpy as np
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
-from scenetune.core.rungs import hyperband_brackets
 from scenetune.search.clock import SweepClock
 from scenetune.search.ray_compat import set_restored_callbacks
+from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from scenetune.trainables.data.datacheck import check_dataset, enforce
@@ -85,9 +83,11 @@ def study_with_points(points: list[dict], mode, sampler) -> optuna.storages.Base
     return storage
 
 
-def searcher_and_space(spec: SweepSpec):
+def searcher_and_space(spec: SweepSpec, chosen=None):
     """``(search_alg, param_space)``: Optuna gets the declared distributions and
-    Tune the constants; random and grid hand Tune the domains themselves."""
+    Tune the constants; random and grid hand Tune the domains themselves.
+    ``chosen``: the sweep's scheduler; when it holds trials at its rungs,
+    random and grid search leave them out of ``max_concurrent``."""
     params = list(spec.params.values())
     points = spec.search.points
     if spec.search.algorithm == "optuna" and params:
@@ -102,82 +102,30 @@ def searcher_and_space(spec: SweepSpec):
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]
     # A SearchGenerator ignores TuneConfig.max_concurrent_trials: it takes its own.
-    generator = BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=spec.search.max_concurrent or 0,
-                                      points_to_evaluate=[unflatten(flatten(p)) for p in points] or None)
+    settings = dict(random_state=spec.search.seed, max_concurrent=spec.search.max_concurrent or 0,
+                    points_to_evaluate=[unflatten(flatten(p)) for p in points] or None)
+    generator = RunningVariants(chosen, **settings) if holds_trials(chosen) else BasicVariantGenerator(**settings)
     return generator, to_tune(params)
-
-
-class ASHA(ASHAScheduler):
-    """Ray's ASHA, drawing each trial's bracket from its own generator seeded
-    by the sweep (Ray draws from numpy's global one), so a sweep with several
-    brackets puts the same trials in the same brackets for the same seed."""
-
-    def __init__(self, seed: int = 0, **settings):
-        super().__init__(**settings)
-        self._bracket_draws = np.random.default_rng(seed)
-
-    def on_trial_add(self, tune_controller, trial):
-        saved = np.random.get_state()
-        np.random.seed(int(self._bracket_draws.integers(2 ** 32)))
-        try:
-            super().on_trial_add(tune_controller, trial)
-        finally:
-            np.random.set_state(saved)
-
-
-def make_scheduler(settings: dict, seed: int = 0):
-    """The trial scheduler for a spec's ``scheduler`` block (with ``max_t``
-    resolved): a sweep's and a replay's alike. ``metric``/``mode`` set: it
-    ranks by its own metric (val_loss breaks the ties that val_accuracy has at
-    chance in the first epochs); the searcher keeps the sweep's."""
-    name = settings.get("name", "asha")
-    ranking = {"metric": settings.get("metric"), "mode": settings.get("mode")}
-    factor = float(settings.get("reduction_factor") or 3)
-    if name == "asha":
-        return ASHA(seed=seed, time_attr="training_iteration", max_t=settings["max_t"],
-                    grace_period=int(settings.get("grace_period") or 1), reduction_factor=factor,
-                    brackets=int(settings.get("brackets") or 1), **ranking)
-    if name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=settings["max_t"], reduction_factor=factor,
-                                  **ranking)
-    if name == "median":  # replay only
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=int(settings.get("grace_period") or 1),
-                                  min_samples_required=3, **ranking)
-    return FIFOScheduler()
-
-
-def pending_trials(settings: dict, num_samples: int) -> dict[str, str]:
-    """Environment for a sweep under ``settings`` (a scheduler block). Ray's
-    HyperBand fills each bracket with the trials added before any of them
-    ends; for a searcher that learns (Optuna) Ray adds one trial at a time,
-    which leaves every trial in the first bracket, where none is stopped. A
-    band's worth of trials pending at once fills its brackets (the searcher
-    samples them before their band's results, as HyperBand does); the next
-    band learns from them."""
-    band = sum(trials for trials, _ in hyperband_brackets(settings))
-    return {"TUNE_MAX_PENDING_TRIALS_PG": str(min(band, num_samples))} if band else {}
-
-
-@contextlib.contextmanager
-def environ(values: dict):
-    """``os.environ`` with ``values`` set, as it was afterwards."""
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def scheduler(spec: SweepSpec):
     return make_scheduler(spec.scheduler.model_dump(), spec.search.seed)
 
 
-def tune_ranking(chosen, metric, mode) -> tuple:
-    """TuneConfig's ``(metric, mode)`` beside the scheduler ``chosen``: none when
-    it ranks by its own metric (Ray refuses both; the searchers carry theirs)."""
-    return (None, None) if chosen.metric else (metric, mode)
+@contextlib.contextmanager
+def environ(values: dict):
+    """``os.environ`` with ``values`` set, and those variables as they were
+    afterwards (only those: Ray's threads read the environment meanwhile)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def trial_dirname(trial) -> str:
@@ -196,6 +144,20 @@ def trial_function(name: str):
 
     run.__name__ = run.__qualname__ = name
     return run
+
+
+def trial_slots(spec: SweepSpec) -> int:
+    """How many trials run at once: ``search.max_concurrent``, else as many
+    as the cluster's CPUs and GPUs hold (at least one; Ray is connected)."""
+    if spec.search.max_concurrent:
+        return spec.search.max_concurrent
+    import ray
+
+    available = ray.cluster_resources()
+    held = [available.get("CPU", 0) / spec.resources.cpu]
+    if spec.resources.gpu:
+        held.append(available.get("GPU", 0) / spec.resources.gpu)
+    return max(1, int(min(held)))
 
 
 def trainable(spec: SweepSpec):
@@ -237,16 +199,17 @@ def prepare(spec: SweepSpec) -> Prepared:
 
 def build_tuner(prepared: Prepared, clock: SweepClock | None = None) -> tune.Tuner:
     spec = prepared.spec
-    search_alg, space = searcher_and_space(spec)
+    chosen = scheduler(spec)
+    search_alg, space = searcher_and_space(spec, chosen)
     sweep_set = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes},
                  "checkpoint_epochs": spec.checkpoint_epochs()}
     param_space = deep_merge(deep_merge(spec.fixed, space), sweep_set)
-    chosen = scheduler(spec)
     metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
+    search_alg, max_concurrent = limit_concurrency(
+        search_alg, spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None, chosen)
     tune_config = tune.TuneConfig(
         metric=metric, mode=mode, search_alg=search_alg, scheduler=chosen,
-        num_samples=spec.search.num_samples,
-        max_concurrent_trials=spec.search.max_concurrent if isinstance(search_alg, OptunaSearch) else None,
+        num_samples=spec.search.num_samples, max_concurrent_trials=max_concurrent,
         trial_dirname_creator=trial_dirname,
         # Warm trials: Ray hands a finished trial's worker process to the next trial
         # of the same resources; the trainable resets TensorFlow's state on entry

@@ -20,5 +20,40 @@ def curve(name: str, epoch: int) -> dict:
 
 
 def known_curves(config):
-    for epoch in range(1, EPOCHS + 1):
-        tune.report(curve(config["curve"], epoch))
+    report_with_checkpoints(curve, config["curve"])
+
+
+def report_with_checkpoints(curve_of, name: str) -> None:
+    """Report ``curve_of(name, epoch)`` for each epoch with a checkpoint
+    holding the epoch, resuming after the epoch of ``tune.get_checkpoint()``
+    (a trial ASHA held at a rung and resumed, or HyperBand paused)."""
+    import os
+    import tempfile
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            start = int(open(os.path.join(folder, "epoch")).read())
+    for epoch in range(start + 1, EPOCHS + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "epoch"), "w") as f:
+                f.write(str(epoch))
+            tune.report(curve_of(name, epoch), checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+# Curves for ASHA's held trials (tests/search/test_rung_holds.py): each trial's
+# val_accuracy rises linearly from its first epoch to its ninth; val_loss
+# mirrors it. Trials run one at a time in this order.
+LINES = {"A": (0.20, 0.20), "B": (0.50, 0.90), "C": (0.30, 0.30), "D": (0.45, 0.60), "E": (0.10, 0.10),
+         "F": (0.55, 0.80)}
+
+
+def line(name: str, epoch: int) -> dict:
+    first, last = LINES[name]
+    accuracy = first + (last - first) * (epoch - 1) / (EPOCHS - 1)
+    return {"val_accuracy": accuracy, "val_loss": 2.5 - 2 * accuracy, "epoch": epoch}
+
+
+def checkpointed_lines(config):
+    report_with_checkpoints(line, config["curve"])

@@ -16,8 +16,9 @@ import os
 import pandas as pd
 from ray import tune
 
+from scenetune.search.schedulers import tune_ranking
 from scenetune.search.spec import parse_spec
-from scenetune.search.tuner import prepare, scheduler, searcher_and_space, tune_ranking
+from scenetune.search.tuner import prepare, scheduler, searcher_and_space
 from scenetune.spaces import deep_merge
 from scenetune.trainables.classifier.config import ClassifierConfig
 from scenetune.trainables.reporting import write_resolved_config

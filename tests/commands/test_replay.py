@@ -15,8 +15,9 @@ from scenetune.analysis import load_experiment
 from scenetune.cli import main
 from scenetune.commands.replay import ReplayError, load_recording, nearest, replay, replay_once
 from scenetune.core.layout import SPEC_FILE
+from scenetune.search.schedulers import tune_ranking
 from scenetune.search.spec import parse_spec
-from scenetune.search.tuner import scheduler, searcher_and_space, trial_dirname, tune_ranking
+from scenetune.search.tuner import scheduler, searcher_and_space, trial_dirname
 from tests.conftest import BASE_SPEC, deep_update
 
 pytestmark = pytest.mark.slow

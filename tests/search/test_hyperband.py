@@ -2,7 +2,10 @@
 HyperBandScheduler (trials paused at its milestones resume from their
 checkpoints), and the report draws its brackets' rungs."""
 
+import json
 import os
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -66,3 +69,58 @@ def test_report_draws_the_brackets_rungs(experiment, tmp_path):
     assert "dotted: HyperBand rungs" in svg
     for rung in (1, 2, 4):
         assert f"rung {rung}<" in svg
+
+
+FULL_BAND = {
+    "name": "band",
+    "metric": "val_accuracy",
+    "mode": "max",
+    # max_t 9, factor 3: brackets of 3 trials run to 9 epochs, 5 paused at 3
+    # and 9 paused at 1: one band, 17 trials, with warm processes.
+    "search": {"algorithm": "optuna", "sampler": "random", "num_samples": 17, "seed": 2, "max_concurrent": None},
+    "scheduler": {"name": "hyperband", "reduction_factor": 3},
+    "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-2]}},
+    "fixed": {"epochs": 9, "dense_units": 8, "cnn_filters": 4},
+}
+
+
+def test_a_full_band_with_warm_processes_finishes(ray_local, tmp_path, synth_root):
+    """The real classifier under HyperBand, trial processes reused: every
+    trial ends (none left paused or pending), a paused trial resumes where it
+    stopped, the brackets stop trials at their milestones, and processes did
+    serve several trials."""
+    from tests.conftest import sweep_of
+
+    sweep_of(tmp_path, synth_root, FULL_BAND)
+    exp = load_experiment(str(tmp_path / "band"))
+    assert len(exp.trials) == 17
+    assert set(exp.trials["status"]) <= {"completed", "stopped"}, exp.trials["status"].value_counts()
+    assert sorted(exp.trials["epochs"].value_counts().index) == [1, 3, 9]
+    pids = set()
+    for trial_dir in exp.trials["trial_dir"]:
+        rows = [json.loads(line) for line in open(os.path.join(exp.uri, trial_dir, "result.json")) if line.strip()]
+        assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1)), trial_dir
+        pids |= {r["pid"] for r in rows}
+    assert len(pids) < 17, "trials ran in reused processes"
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+def test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band(tmp_path, patched):
+    """Every reuse of a warm process fails (its previous trial's thread gets
+    no time to end). Ray alone marks the trial errored without telling
+    HyperBand, whose bracket then waits for it until the time budget ends the
+    sweep; scenetune starts the trial in a new process and the band finishes."""
+    out = tmp_path / "band.json"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-m", "tests.search.reset_failures", str(out)] + (["--patched"] if patched else []),
+                   cwd=root, check=True, timeout=300, capture_output=True)
+    band = json.load(open(out))
+    if not patched:
+        assert any("reset_config()" in error for error in band["errors"]), band["errors"]
+        assert band["seconds"] >= 59, "the band waited for its errored trials until the time budget ran out"
+        return
+    assert band["statuses"] == ["TERMINATED"] * 17, band
+    assert not band["errors"]
+    assert band["seconds"] < 55, "finished, not stopped by the time budget"
+    for name, epochs in band["epochs"].items():
+        assert epochs == list(range(1, len(epochs) + 1)), (name, epochs)

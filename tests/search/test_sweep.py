@@ -37,6 +37,12 @@ def experiment(ray_local, tmp_path_factory, synth_root):
     return sweep_of(tmp, synth_root, SWEEP), str(tmp / "e2e")
 
 
+def test_the_report_draws_the_best_so_far_against_time_and_epochs(experiment, tmp_path):
+    from tests.anytime_checks import check_anytime_section
+
+    check_anytime_section(load_experiment(experiment[1]), str(tmp_path))
+
+
 def test_sweep_runs_optuna_trials_and_asha_stops_some(experiment):
     _, uri = experiment
     exp = load_experiment(uri)

@@ -149,6 +149,13 @@ def test_asha_on_fid_stops_trials_early(sweep):
     assert exp.epochs["fid"].notna().all()
 
 
+def test_the_report_draws_the_gan_sweeps_best_fid_so_far(sweep):
+    from tests.anytime_checks import check_anytime_section
+
+    exp, tmp = sweep
+    check_anytime_section(exp, str(tmp / "anytime"))
+
+
 def test_the_gan_report_sections_hold_grids_strips_curves_and_widths(sweep):
     exp, tmp = sweep
     out = tmp / "report"
