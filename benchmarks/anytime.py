@@ -103,17 +103,21 @@ def run_all(args) -> None:
                 worktrees.append(worktree)
                 views[label] = before_view(worktree, os.path.join(work, f"{label}-view"))
         total, done = len(args.tasks) * args.seeds * len(args.methods), 0
-        for name in args.tasks:
-            task = TASKS[name]
-            root = dataset(task, args.data_dir)
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
+        roots = {name: dataset(TASKS[name], args.data_dir) for name in args.tasks}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):  # every task gets each seed in turn
+            for name in args.tasks:
+                task, root = TASKS[name], roots[name]
                 for method in args.methods:
                     rundir = tempfile.mkdtemp(dir=work)
-                    if method in PEERS:
-                        wall, epochs, trials = run_peer(task, method, seed, root, rundir, views.get("code"))
-                    else:
-                        code = views.get("before" if method == "scenetune-before" else "code")
-                        wall, epochs, trials = run_scenetune(task, method, seed, root, rundir, code)
+                    try:
+                        if method in PEERS:
+                            wall, epochs, trials = run_peer(task, method, seed, root, rundir, views.get("code"))
+                        else:
+                            code = views.get("before" if method == "scenetune-before" else "code")
+                            wall, epochs, trials = run_scenetune(task, method, seed, root, rundir, code)
+                    except RuntimeError as e:  # one failed run is reported, the others go on
+                        print(f"FAILED: {e}", file=sys.stderr, flush=True)
+                        continue
                     key = {"task": name, "method": method, "seed": seed}
                     append(os.path.join(args.out, "epochs.csv"), epochs.assign(**key))
                     append(os.path.join(args.out, "trials.csv"), trials.assign(**key))
