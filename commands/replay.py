@@ -45,7 +45,14 @@ from scenetune.analysis import load_experiment
 from scenetune.core.errors import UserError
 from scenetune.core.registry import REPLAY_SEARCHERS as SEARCHERS
 from scenetune.core.registry import SCHEDULERS
-from scenetune.search.schedulers import make_scheduler, pending_trials, tune_ranking
+from scenetune.search.schedulers import (
+    RunningVariants,
+    holds_trials,
+    limit_concurrency,
+    make_scheduler,
+    pending_trials,
+    tune_ranking,
+)
 from scenetune.search.tuner import environ, make_sampler
 from scenetune.spaces import Param, get_path, parse_space, to_optuna, to_tune
 
@@ -148,7 +155,7 @@ class RecordedTrials:
 def replay_trainable(config: dict, recording: Recording, checkpoint: bool = False, claims=None) -> None:
     """Report the nearest recorded trial's curve, one recorded epoch at a time:
     the nearest not yet used when ``claims`` (a :class:`RecordedTrials`) is
-    given. With ``checkpoint`` (schedulers that pause trials: HyperBand) each
+    given. With ``checkpoint`` (schedulers that pause trials: HyperBand, ASHA holding a trial) each
     epoch is checkpointed so a paused trial resumes where it stopped."""
     if claims is None:
         trial_id = nearest(recording, config)
@@ -224,11 +231,16 @@ def compute_to_reach(improvements: list[tuple[float, float]], target: float, mod
                  if (value >= target if mode == "max" else value <= target)), None)
 
 
-def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_samples: int):
+def _searcher(name: str, rec: Recording, seed: int, max_concurrent: int, num_samples: int, chosen):
+    """``(search_alg, param_space, max_concurrent_trials)`` as a sweep under ``chosen`` would have them."""
     if name == "tpe":  # the sampler a sweep of this size would get
-        return OptunaSearch(space=to_optuna(rec.params.values()), metric=rec.metric, mode=rec.mode,
-                            sampler=make_sampler("tpe", seed, num_samples)), {}
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent), to_tune(rec.params.values())
+        searcher = OptunaSearch(space=to_optuna(rec.params.values()), metric=rec.metric, mode=rec.mode,
+                                sampler=make_sampler("tpe", seed, num_samples))
+        search_alg, limit = limit_concurrency(searcher, max_concurrent or None, chosen)
+        return search_alg, {}, limit
+    settings = dict(random_state=seed, max_concurrent=max_concurrent)
+    generator = RunningVariants(chosen, **settings) if holds_trials(chosen) else BasicVariantGenerator(**settings)
+    return generator, to_tune(rec.params.values()), None
 
 
 def _scheduler(name: str, rec: Recording, seed: int, settings: dict | None = None):
@@ -257,15 +269,15 @@ def replay_once(rec: Recording, searcher: str, scheduler: str, seed: int, num_sa
     ledger = ComputeLedger(rec.metric, rec.mode)
     if scheduler == "hyperband":
         max_concurrent = 0
-    search_alg, space = _searcher(searcher, rec, seed, max_concurrent, num_samples)
     chosen = noting_stops(_scheduler(scheduler, rec, seed, settings), rec.max_t)
+    search_alg, space, limit = _searcher(searcher, rec, seed, max_concurrent, num_samples, chosen)
     metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
+    pauses = scheduler == "hyperband" or holds_trials(chosen)  # a paused trial resumes from its checkpoint
     tuner = tune.Tuner(
-        tune.with_parameters(replay_trainable, recording=rec, checkpoint=scheduler == "hyperband", claims=claims),
+        tune.with_parameters(replay_trainable, recording=rec, checkpoint=pauses, claims=claims),
         param_space=space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
-                                    scheduler=chosen, num_samples=num_samples,
-                                    max_concurrent_trials=(max_concurrent or None) if searcher == "tpe" else None,
+                                    scheduler=chosen, num_samples=num_samples, max_concurrent_trials=limit,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"replay-{searcher}-{scheduler}-{seed}", storage_path=storage,
                                   callbacks=[ledger], verbose=0))
