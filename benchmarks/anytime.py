@@ -229,7 +229,9 @@ def summarize(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     peers = table[table["method"].isin(PEERS)]
     if len(peers):
         fastest = peers["to target s (median)"].min()
-        table["to target vs fastest peer"] = (table["to target s (median)"] / fastest).round(2)
+        # no peer's median run reached the target: the ratio is not defined (shown empty)
+        table["to target vs fastest peer"] = (table["to target s (median)"] / fastest).round(2) \
+            if math.isfinite(fastest) else np.nan
         table["epochs vs KerasTuner"] = (table["epochs"] / table.loc[table["method"] == "kerastuner-hyperband",
                                                                       "epochs"].median()).round(2)
     return table.round({"to target s (median)": 1})

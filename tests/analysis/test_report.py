@@ -15,7 +15,7 @@ from scenetune.cli import main
 pytestmark = pytest.mark.slow
 
 TABLES = ["trials", "table1_by_image_size", "table2_models", "table3_classification", "importance"]
-FIGURES = ["best_trial_curves", "accuracy_vs_time", "all_trials", "confusion_matrix", "importance"]
+FIGURES = ["anytime", "best_trial_curves", "accuracy_vs_time", "all_trials", "confusion_matrix", "importance"]
 
 
 def test_report_writes_tables_figures_markdown_and_html(known_experiment, copy_of, capsys):

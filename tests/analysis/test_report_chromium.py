@@ -82,7 +82,7 @@ def test_report_html_renders_tables_and_figures_in_chromium(chromium, known_expe
                                                 ["224", "0.79", "", "746"]]
     table3 = next(t for t in page.tables if t and t[0][0] == "class")
     assert [row[0] for row in table3[-3:]] == ["accuracy", "macro avg", "weighted avg"]
-    assert len(page.images) == 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert len(page.images) == 6 and all(src.startswith("data:image/png;base64,") for src in page.images)
 
     shot = tmp_path / "page.png"
     run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,4000", page_url)

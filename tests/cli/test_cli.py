@@ -95,7 +95,7 @@ def test_a_sweep_is_quiet_unless_verbose(tmp_path, synth_root):
     assert quiet.returncode == 0, out
     assert {what for what, text in NOISE.items() if text in out} == set()
     assert "Trial status: 2 TERMINATED" in out and "trials: 2 completed" in out
-    assert len(out.splitlines()) <= 45, out  # 32 here when no 30 s status table falls in the run
+    assert len(out.splitlines()) <= 50, out  # 32 here when no 30 s status table falls in the run, 46 with one
     loud = subprocess.run([SCENETUNE, "sweep", path, "--name", "loud", "-v"], capture_output=True, text=True,
                           timeout=600)
     assert loud.returncode == 0 and "started with configuration" in loud.stdout + loud.stderr

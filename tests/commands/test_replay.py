@@ -110,7 +110,9 @@ def test_each_recorded_trial_answers_one_replayed_trial_unless_asked_to_repeat(c
 
 
 def test_asha_in_replay_stops_what_asha_stopped_in_the_real_run(ray_local, tmp_path, synth_root):
-    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1, "metric": "val_accuracy", "mode": "max"}
+    # quorum 1: Ray's ASHA, which judges at once (these curves keep no checkpoint to resume a held trial from)
+    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1, "quorum": 1,
+            "metric": "val_accuracy", "mode": "max"}
     uri = record(tmp_path, synth_root, "real-asha", asha, 8, seed=5)
     exp = load_experiment(uri)
     really_stopped = set(exp.trials.loc[exp.trials["status"] == "stopped", "trial_id"])
@@ -134,7 +136,8 @@ def test_hyperband_in_replay_fills_its_brackets_and_stops_paused_trials(complete
 
 
 def test_asha_ranking_by_val_loss_breaks_the_ties_at_chance_and_replays_the_same(ray_local, tmp_path, synth_root):
-    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1, "metric": "val_loss", "mode": "min"}
+    asha = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1, "quorum": 1,
+            "metric": "val_loss", "mode": "min"}
     uri = record(tmp_path, synth_root, "asha-by-loss", asha, 8, seed=5, trainable=tied_trainable)
     exp = load_experiment(uri)
     epochs = exp.epochs.groupby("trial_id")["training_iteration"].max()
