@@ -147,12 +147,19 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
             raise ExportError(f"{where}: an in-memory database would vanish with this process; "
                               "give a file, e.g. sqlite:///study.db")
         return optuna.storages.RDBStorage(url)
-    except ExportError:
-        raise
-    except Exception as e:  # noqa: BLE001 - sqlalchemy parse, driver and connection errors; optuna schema check
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ExportError(f"{where}: optuna cannot open this storage ({reason}); give a database URL, "
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, optuna.exceptions.StorageInternalError) as e:
+        # A URL sqlalchemy cannot parse or has no dialect for, a database
+        # driver that is not installed, a database that cannot be opened.
+        raise ExportError(f"{where}: optuna cannot open this storage ({_first_line(e)}); give a database URL, "
                           "e.g. sqlite:///study.db") from None
+    except RuntimeError as e:
+        if "table schema" not in str(e):  # Optuna's check of the database's schema version; anything else is a bug
+            raise
+        raise ExportError(f"{where}: optuna cannot open this storage ({_first_line(e)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def export_study(exp: Experiment, storage_url: str, study_name: str | None = None) -> optuna.Study:

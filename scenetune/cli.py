@@ -31,12 +31,17 @@ def cmd_sweep(args) -> int:
         exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
                         address=args.address, resume=args.resume, verbose=args.verbose).logs
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping: let Ray stop its processes, uninterrupted
-        print(f"scenetune: interrupted; what was saved is kept. Continue with:\n  {resume_command(args)}",
-              file=sys.stderr, flush=True)
-        import ray
+        # Stopping: let Ray stop its processes, uninterrupted; then Ctrl-C as it was
+        # (main() may be called again in this process: a notebook, a test).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            print(f"scenetune: interrupted; what was saved is kept. Continue with:\n  {resume_command(args)}",
+                  file=sys.stderr, flush=True)
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return EXIT_INTERRUPTED
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {exp.uri}")
