@@ -214,7 +214,7 @@ def warm_up(bench: Bench, ray_too: bool) -> None:
     model, train = trial_setup(bench, {}, 0)
     model.fit(train, epochs=1, verbose=0, shuffle=False)
     if ray_too:
-        from scenetune.search.run import connect
+        from scenetune.search.cluster_connect import connect
 
         connect(None)
 

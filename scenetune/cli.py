@@ -20,7 +20,7 @@ from scenetune import api
 from scenetune.cli_parser import UsageError, build_parser
 from scenetune.core.errors import UserError
 
-EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 def cmd_sweep(args) -> int:
@@ -31,18 +31,22 @@ def cmd_sweep(args) -> int:
         exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
                         address=args.address, resume=args.resume, verbose=args.verbose).logs
     except KeyboardInterrupt:
-        # Stopping: let Ray stop its processes, uninterrupted; then Ctrl-C as it was
-        # (main() may be called again in this process: a notebook, a test).
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from scenetune.search.run import TERMINATED
+
+        # Stopping: let Ray stop its processes, uninterrupted; then Ctrl-C and SIGTERM as
+        # they were (main() may be called again in this process: a notebook, a test).
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            print(f"scenetune: interrupted; what was saved is kept. Continue with:\n  {resume_command(args)}",
+            how = "stopped (SIGTERM)" if TERMINATED.is_set() else "interrupted"
+            print(f"scenetune: {how}; what was saved is kept. Continue with:\n  {resume_command(args)}",
                   file=sys.stderr, flush=True)
             import ray
 
             ray.shutdown()
         finally:
-            signal.signal(signal.SIGINT, previous)
-        return EXIT_INTERRUPTED
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return EXIT_TERMINATED if TERMINATED.is_set() else EXIT_INTERRUPTED
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {exp.uri}")
     print(data_check_line(exp.data_check))

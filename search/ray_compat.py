@@ -171,17 +171,20 @@ def fresh_process_when_reuse_fails() -> bool:
                  "a trial whose reused process cannot be reset is marked errored and HyperBand may wait for it")
 
 
-def set_restored_callbacks(tuner, callbacks: list) -> None:
-    """Give a restored ``Tuner`` these callbacks. ``Tuner.restore`` takes none
-    and brings back the pickled ones of the first run (with that run's
-    state); Ray 2.60 keeps the run config on the tuner's private
-    ``_local_tuner``. Skipped with a warning if a future Ray moves it."""
+def set_restored_callbacks(tuner, callbacks: list, verbose: int | None = None) -> None:
+    """Give a restored ``Tuner`` these callbacks (and this verbosity).
+    ``Tuner.restore`` takes none and brings back the pickled ones of the
+    first run (with that run's state); Ray 2.60 keeps the run config on the
+    tuner's private ``_local_tuner``. Skipped with a warning if a future Ray
+    moves it."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
     if run_config is None:
         warnings.warn("scenetune: cannot set callbacks on a restored Tuner with this Ray; "
-                      "the resumed run's timings are not recorded")
+                      "the resumed run's timings and progress line are not recorded")
         return
     run_config.callbacks = callbacks
+    if verbose is not None:
+        run_config.verbose = verbose
 
 
 @contextlib.contextmanager
@@ -191,21 +194,28 @@ def quiet_trial_boxes():
     TensorBoard hint to the driver's staging folder, which the results are
     not in, and the trial table at once (every trial pending) and every 30 s.
     While this is active, those boxes wait for VERBOSE (``-v``), the hint is
-    left out, and the first trial table comes after 30 s (or at the end). Class
+    left out, the first trial table comes after 30 s (or at the end), and a
+    SILENT run (the progress line's) prints no header box either. Class
     attributes and a method of Ray 2.60's ``ray.tune.experimental.output``;
     skipped with a warning if a future Ray renames them."""
     try:
-        from ray.tune.experimental.output import AirVerbosity, TuneReporterBase
+        from ray.tune.experimental.output import AirVerbosity, TuneReporterBase, TuneTerminalReporter
     except ImportError as e:
         warnings.warn(f"scenetune: Ray Tune's trial boxes left as they are ({e})", stacklevel=2)
         yield
         return
     saved = TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup
     _, started, setup = saved
+    terminal_started = TuneTerminalReporter.experiment_started
 
     def experiment_started(self, *args, **kwargs):
         kwargs["tensorboard_path"] = None
         return started(self, *args, **kwargs)
+
+    def terminal_experiment_started(self, *args, **kwargs):
+        if self._verbosity <= AirVerbosity.SILENT:  # the progress line stands for it: no header box either
+            return None
+        return terminal_started(self, *args, **kwargs)
 
     def setup_without_first_table(self, *args, **kwargs):
         setup(self, *args, **kwargs)
@@ -214,7 +224,9 @@ def quiet_trial_boxes():
     TuneReporterBase._start_end_verbosity = AirVerbosity.VERBOSE
     TuneReporterBase.experiment_started = experiment_started
     TuneReporterBase.setup = setup_without_first_table
+    TuneTerminalReporter.experiment_started = terminal_experiment_started
     try:
         yield
     finally:
         TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup = saved
+        TuneTerminalReporter.experiment_started = terminal_started

@@ -13,12 +13,13 @@ import sys
 import threading
 
 import optuna
-import ray
 import yaml
 
 from scenetune.core import storage
 from scenetune.core.layout import SPEC_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
+from scenetune.search.cluster_connect import connect, is_client
+from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
     quiet_trial_boxes,
@@ -29,31 +30,6 @@ from scenetune.search.ray_compat import (
 from scenetune.search.schedulers import pending_trials
 from scenetune.search.spec import SweepSpec, parse_spec
 from scenetune.search.tuner import build_tuner, check_restorable, environ, prepare, restore_tuner, trial_slots
-from scenetune.trainables.quiet import VERBOSE_ENV  # set in trial processes by -v
-
-WORKER_SETUP_HOOK = "scenetune.trainables.warmup.import_tensorflow"  # trainables/warmup.py (not imported here)
-
-
-def connect(address: str | None, verbose: bool = False) -> None:
-    """Join a running cluster (``auto``, ``ray://...``) or start an embedded
-    Ray. Quiet unless ``verbose``: Ray's libraries log warnings only in the
-    trial processes, which start TensorFlow without its start-up lines
-    (:mod:`scenetune.trainables.warmup`), and the embedded Ray does not
-    announce its own token authentication."""
-    if ray.is_initialized():
-        return
-    env_vars = {"TF_CPP_MIN_LOG_LEVEL": "0" if verbose else "2"}
-    if verbose:
-        env_vars[VERBOSE_ENV] = "1"
-    if address is None and not verbose:
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    # "local" starts a fresh embedded Ray even when a `ray start` cluster runs
-    # on this machine (ray.init() with no address would join that one).
-    ray.init(address=address or "local", include_dashboard=False if address is None else None,
-             configure_logging=True, logging_level="WARNING",
-             logging_config=ray.LoggingConfig(log_level="INFO" if verbose else "WARNING"),
-             runtime_env={"worker_process_setup_hook": WORKER_SETUP_HOOK, "env_vars": env_vars})
-
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the sweep; Ray Tune saved its state first. ``experiment``: its URI."""
@@ -61,6 +37,31 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, experiment: str):
         super().__init__(f"the sweep was interrupted; its state is saved in {experiment}")
         self.experiment = experiment
+
+
+TERMINATED = threading.Event()  # set when SIGTERM stopped the sweep (exit status 143, not 130)
+
+
+@contextlib.contextmanager
+def stops_on_sigterm():
+    """SIGTERM (``timeout``, a batch scheduler, ``ray job stop``) stops the
+    sweep as Ctrl-C does: Ray Tune saves its state and the run ends, with no
+    pages of Ray's "SIGTERM received" (Ray's own handler, put in place by
+    ``ray.init``, is set aside meanwhile)."""
+    TERMINATED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def as_ctrl_c(signum, frame):
+        TERMINATED.set()
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, as_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_at_once(signum, frame):
@@ -74,11 +75,11 @@ def _no_python_resume_hint(record: logging.LogRecord) -> bool:
 
 
 @contextlib.contextmanager
-def interruptible(experiment: str):
-    """Ray Tune's first Ctrl-C ends the run after saving its state, puts back
-    the SIGINT handler it found, and returns normally; that handler (a second
-    Ctrl-C stops at once) still being in place afterwards is how the sweep
-    knows it was interrupted."""
+def interruptible():
+    """Ray Tune's first Ctrl-C ends the run after saving its state; a second
+    one, once Ray Tune has put back the handler it found, stops at once.
+    Whether the sweep was interrupted is read from what Ray Tune saved
+    (:func:`finished_trials`), on every road the same."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -88,11 +89,8 @@ def interruptible(experiment: str):
     try:
         yield
     finally:
-        interrupted = signal.getsignal(signal.SIGINT) is _stop_at_once
         signal.signal(signal.SIGINT, previous)
         tune_logger.removeFilter(_no_python_resume_hint)
-    if interrupted:
-        raise SweepInterrupted(experiment)
 
 
 def finished_trials(spec: SweepSpec) -> int | None:
@@ -129,10 +127,10 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
     Where the time went (driver set-up, Ray start, each trial's wall and fit
     time) is written to the experiment's ``sweep_timings.json``. Ctrl-C
     raises :class:`SweepInterrupted` once Ray Tune has saved the state;
-    ``--resume`` of a finished experiment returns it untouched."""
+    ``--resume`` of a finished experiment returns it untouched. Nothing is
+    written before the cluster answers. Through Ray Client the run itself
+    happens on the head node (:mod:`scenetune.search.client_driver`)."""
     clock = SweepClock()
-    if not verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
     if resume:
         stored = storage.join(spec.experiment_uri, SPEC_FILE)
         if storage.exists(stored):  # the experiment's own settings win over the file's
@@ -142,24 +140,48 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
         if done is not None:
             print(f"experiment {spec.name!r} is finished ({done} trials); nothing to resume", file=sys.stderr)
             return spec.experiment_uri
-        with clock.phase("ray_start_s"):
-            connect(address, verbose)
-        tuner = restore_tuner(spec, clock)
+    with clock.phase("ray_start_s"):
+        connect(address, verbose)
+    with stops_on_sigterm():
+        if is_client(address):
+            from scenetune.search.client_driver import drive_through_client
+
+            # paths as this machine's user means them, not as the head's working folder would read them
+            spec = spec.model_copy(update={"storage": storage.normalize(spec.storage)})
+            interrupted = drive_through_client(spec, resume, verbose, clock)
+        else:
+            interrupted = drive(spec, resume, verbose, clock)
+    if interrupted:
+        raise SweepInterrupted(spec.experiment_uri)
+    return spec.experiment_uri
+
+
+def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock) -> bool:
+    """Build (after the data check and split) or restore the Tuner and run it
+    where Ray Tune's driver runs; True when the sweep ended before its trials."""
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
+    callbacks = [clock]
+    if not verbose:  # one line for Ray Tune's table of trials (which -v shows)
+        writer = LineWriter()
+        callbacks.append(ProgressLine(spec.metric, spec.mode, spec.search.num_samples, writer.update,
+                                      writer.finish))
+    if resume:
+        tuner = restore_tuner(spec, callbacks, quiet=not verbose)
     else:
         with clock.phase("prepare_s"):
             prepared = prepare(spec)
-        with clock.phase("ray_start_s"):
-            connect(address, verbose)
-        tuner = build_tuner(prepared, clock)
+        tuner = build_tuner(prepared, callbacks, quiet=not verbose)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)
     save_every_trial_status()
     fresh_process_when_reuse_fails()
+    slots = trial_slots(spec)
     try:
-        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples, trial_slots(spec))), \
-                quiet_tune(verbose), interruptible(spec.experiment_uri):
+        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,
+                                                             slots)), quiet_tune(verbose), interruptible():
             tuner.fit()
     finally:
         clock.save(spec.experiment_uri)
     print(clock.summary(), file=sys.stderr, flush=True)
-    return spec.experiment_uri
+    return finished_trials(spec) is None

@@ -19,7 +19,6 @@ from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
-from scenetune.search.clock import SweepClock
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
@@ -197,7 +196,10 @@ def prepare(spec: SweepSpec) -> Prepared:
     return Prepared(spec, experiment, manifest_uri, classes, check)
 
 
-def build_tuner(prepared: Prepared, clock: SweepClock | None = None) -> tune.Tuner:
+def build_tuner(prepared: Prepared, callbacks: list | None = None, quiet: bool = False) -> tune.Tuner:
+    """The sweep's Tuner; ``callbacks`` (the clock, the progress line) in
+    Ray Tune's driver; ``quiet``: no table of trials from Ray Tune (the
+    progress line stands for it)."""
     spec = prepared.spec
     chosen = scheduler(spec)
     search_alg, space = searcher_and_space(spec, chosen)
@@ -221,8 +223,8 @@ def build_tuner(prepared: Prepared, clock: SweepClock | None = None) -> tune.Tun
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
         failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
         sync_config=tune.SyncConfig(sync_artifacts=True),
-        callbacks=[clock] if clock else None,
-        verbose=1)
+        callbacks=callbacks or None,
+        verbose=0 if quiet else 1)
     return tune.Tuner(trainable(spec), param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
@@ -234,11 +236,10 @@ def check_restorable(spec: SweepSpec) -> None:
         raise SpecError(f"--resume: experiment {spec.name!r} at {experiment} {what}")
 
 
-def restore_tuner(spec: SweepSpec, clock: SweepClock | None = None) -> tune.Tuner:
+def restore_tuner(spec: SweepSpec, callbacks: list | None = None, quiet: bool = False) -> tune.Tuner:
     check_restorable(spec)
     # Errored trials already spent their retries (FailureConfig): they stay errored.
     tuner = tune.Tuner.restore(spec.experiment_uri, trainable=trainable(spec), resume_unfinished=True,
                                resume_errored=False)
-    if clock is not None:
-        set_restored_callbacks(tuner, [clock])
+    set_restored_callbacks(tuner, callbacks or [], verbose=0 if quiet else 1)
     return tuner

@@ -79,7 +79,7 @@ def named_imports() -> list[tuple[str, str, str]]:
     (analysis), its train function in trial processes (trainables); and the
     worker's set-up hook that the driver hands Ray (trainables)."""
     from scenetune.core.registry import TRAINABLES
-    from scenetune.search.run import WORKER_SETUP_HOOK
+    from scenetune.search.cluster_connect import WORKER_SETUP_HOOK
 
     out = []
     for record in TRAINABLES.values():

@@ -7,6 +7,7 @@ process's standard error (file descriptor 2) while it is imported, whatever
 ``TF_CPP_MIN_LOG_LEVEL`` says. :func:`import_tensorflow_quietly` sends
 descriptor 2 to a temporary file during the import and writes back every
 line that is not one of those start-up lines, so real errors still show.
+TensorFlow's "triggered tf.function retracing" warning is left out too.
 With ``SCENETUNE_VERBOSE=1`` (``-v``) nothing is filtered."""
 
 from __future__ import annotations
@@ -45,3 +46,8 @@ def import_tensorflow_quietly() -> None:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+    # Keras' predict on a new batch shape retraces its step and TensorFlow warns
+    # of it in one line of about 900 characters, which says nothing to a user.
+    import tensorflow as tf
+
+    tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())

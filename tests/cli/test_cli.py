@@ -94,11 +94,15 @@ def test_a_sweep_is_quiet_unless_verbose(tmp_path, synth_root):
     out = quiet.stdout + quiet.stderr
     assert quiet.returncode == 0, out
     assert {what for what, text in NOISE.items() if text in out} == set()
-    assert "Trial status: 2 TERMINATED" in out and "trials: 2 completed" in out
-    assert len(out.splitlines()) <= 50, out  # 32 here when no 30 s status table falls in the run, 46 with one
+    assert "trials: 2/2 done; 0 running, 0 waiting; best val_accuracy" in out and "trials: 2 completed" in out
+    assert "Trial status:" not in out, "Ray Tune's table of trials only with -v"
+    # 13 lines: a progress line a minute, not Ray Tune's table every 30 s; up to 8 more when Ray
+    # ends an idle worker process in the middle of a garbage collection ("Exception ignored in ...")
+    assert len(out.splitlines()) <= 25, out
     loud = subprocess.run([SCENETUNE, "sweep", path, "--name", "loud", "-v"], capture_output=True, text=True,
                           timeout=600)
     assert loud.returncode == 0 and "started with configuration" in loud.stdout + loud.stderr
+    assert "Trial status: 2 TERMINATED" in loud.stdout + loud.stderr
 
 
 def wait_for_a_result(experiment: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -112,18 +116,21 @@ def wait_for_a_result(experiment: str, proc: subprocess.Popen, timeout: float = 
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_the_resume_command_which_finishes_the_sweep(tmp_path, synth_root):
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_or_sigterm_exits_with_the_resume_command_which_finishes_the_sweep(tmp_path, synth_root, signum,
+                                                                                    status):
     path = spec_file(tmp_path, synth_root, {"name": "stopped", "search": {"num_samples": 2},
                                            "fixed": {"epochs": 6}})
     experiment = str(tmp_path / "results" / "stopped")
     proc = subprocess.Popen([SCENETUNE, "sweep", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_a_result(experiment, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == status, out + err
     resume = f"scenetune sweep {path} --name stopped --resume"
     assert err.rstrip().splitlines()[-1].strip() == resume, err
     assert "Tuner.restore" not in out + err and "trials:" not in out
+    assert "SIGTERM received" not in err and "Fatal Python error" not in err, err  # Ray's own handler's pages
 
     assert main(resume.split()[1:]) == 0
     from scenetune.analysis import load_experiment

@@ -122,6 +122,11 @@ class RayTestCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def client_address(self) -> str:
+        """The head's Ray Client server (``ray://``)."""
+        return f"ray://127.0.0.1:{self.client_port}"
+
     def _start(self, name: str, ip: str | None, args: list[str], memory_cap_mb: int | None, env: dict,
                hidden: tuple[str, ...] = ()) -> Node:
         cgroup = None
@@ -163,9 +168,10 @@ class RayTestCluster:
     def start_head(self, num_cpus: int = 0, env: dict | None = None, timeout: float = 90) -> Node:
         # The head keeps the machine's own address, so that a driver started
         # on this machine attaches to it (as on a cluster's head node).
+        self.client_port = free_port()
         node = self._start("head", None, [
             "--head", "--port", str(self.port), "--num-cpus", str(num_cpus),
-            "--ray-client-server-port", str(free_port()), "--dashboard-port", str(free_port()),
+            "--ray-client-server-port", str(self.client_port), "--dashboard-port", str(free_port()),
             "--include-dashboard", "false"], None, env or {})
         self.wait_for_nodes(1, timeout)
         return node

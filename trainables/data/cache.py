@@ -40,6 +40,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from scenetune.trainables.data.decode import UndecodableImage, load_resized
+from scenetune.trainables.quiet import VERBOSE_ENV
 
 CACHE_VERSION = 4  # bump when the decode changes what pixels a file gives (4: NaN in float images is black)
 ENV_VAR = "SCENETUNE_CACHE"
@@ -52,7 +53,10 @@ def default_cache_dir() -> str:
 
 
 def log(message: str) -> None:
-    print(f"cache: {message}", file=sys.stderr, flush=True)
+    """A line of the cache's progress, left out in a quiet sweep's trials
+    (the same three lines for every trial otherwise)."""
+    if os.environ.get(VERBOSE_ENV) != "0":
+        print(f"cache: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
