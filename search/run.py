@@ -29,7 +29,15 @@ from scenetune.search.ray_compat import (
 )
 from scenetune.search.schedulers import pending_trials
 from scenetune.search.spec import SweepSpec, parse_spec
-from scenetune.search.tuner import build_tuner, check_restorable, environ, prepare, restore_tuner, trial_slots
+from scenetune.search.tuner import (
+    build_tuner,
+    check_new_experiment,
+    check_restorable,
+    environ,
+    prepare,
+    restore_tuner,
+    trial_slots,
+)
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the sweep; Ray Tune saved its state first. ``experiment``: its URI."""
@@ -140,6 +148,8 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
         if done is not None:
             print(f"experiment {spec.name!r} is finished ({done} trials); nothing to resume", file=sys.stderr)
             return spec.experiment_uri
+    elif not is_client(address):  # refused at once, before Ray starts (through Ray Client the head checks)
+        check_new_experiment(spec)
     with clock.phase("ray_start_s"):
         connect(address, verbose)
     with stops_on_sigterm():

@@ -169,12 +169,9 @@ def _progress(done: int, total: int) -> None:
         print(f"data check: {done}/{total} files", file=sys.stderr, flush=True)
 
 
-def prepare(spec: SweepSpec) -> Prepared:
-    """Refuse an existing name, check the data (refusing more than
-    ``data.max_bad_fraction`` bad files), compute the split once, and write
-    the manifest (bad files included, split ``bad``), the data check and the
-    resolved spec into the experiment directory. Nothing is written when it
-    refuses."""
+def check_new_experiment(spec: SweepSpec) -> str:
+    """Refuse storage that cannot hold experiments and a name already there
+    (reads only); the experiment's URI."""
     experiment = spec.experiment_uri
     problem = storage.unwritable_reason(spec.storage)
     if problem:
@@ -182,6 +179,16 @@ def prepare(spec: SweepSpec) -> Prepared:
     if storage.exists(experiment):
         raise ExperimentExists(f"name: experiment {spec.name!r} already exists at {experiment}; "
                                "pass --resume to continue it, or choose another name")
+    return experiment
+
+
+def prepare(spec: SweepSpec) -> Prepared:
+    """Refuse an existing name, check the data (refusing more than
+    ``data.max_bad_fraction`` bad files), compute the split once, and write
+    the manifest (bad files included, split ``bad``), the data check and the
+    resolved spec into the experiment directory. Nothing is written when it
+    refuses."""
+    experiment = check_new_experiment(spec)
     data = spec.data
     check = check_dataset(data.root, data.dataset, data.categories, progress=_progress)
     print(check.summary(), file=sys.stderr, flush=True)

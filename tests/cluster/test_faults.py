@@ -59,16 +59,17 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
     def running_on_victim():
-        # Epochs 3 to 5: past the first checkpoint (every 2 epochs), and well before ASHA's rung
+        # Epochs 3 to 8: past the first checkpoint (every 2 epochs), and well before ASHA's rung
         # at 12, where a trial stopped by ASHA would leave a last row that is not
         # `done` either: killing an idle node would then fail no trial. The
         # driver writes result.json a little behind the trial, so the trial
         # must have epochs to go when the kill lands (with 8, one had finished).
         for trial in trial_dirs(experiment):
             rows = rows_of(trial)
-            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 5 and not rows[-1]["done"]:
+            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 8 and not rows[-1]["done"]:
                 return trial
-    trial = wait_until(running_on_victim, 300, "trial with 3 epochs on the victim node", driver)
+    # An epoch here takes a fraction of a second: look often.
+    trial = wait_until(running_on_victim, 300, "trial with 3 epochs on the victim node", driver, every=0.05)
     cluster.kill_raylet(victim)
     assert driver.wait() == 0, driver.tail()
 
