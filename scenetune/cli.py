@@ -33,20 +33,12 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt:
         from scenetune.search.run import TERMINATED
 
-        # Stopping: let Ray stop its processes, uninterrupted; then Ctrl-C and SIGTERM as
-        # they were (main() may be called again in this process: a notebook, a test).
-        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            how = "stopped (SIGTERM)" if TERMINATED.is_set() else "interrupted"
-            print(f"scenetune: {how}; what was saved is kept. Continue with:\n  {resume_command(args)}",
-                  file=sys.stderr, flush=True)
-            import ray
-
-            ray.shutdown()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        how = "stopped (SIGTERM)" if TERMINATED.is_set() else "interrupted"
+        print(f"scenetune: {how}; what was saved is kept. Continue with:\n  {resume_command(args)}",
+              file=sys.stderr, flush=True)
+        shutdown_ray_uninterrupted()
         return EXIT_TERMINATED if TERMINATED.is_set() else EXIT_INTERRUPTED
+    shutdown_ray_uninterrupted()  # the sweep is finished: a Ctrl-C now changes nothing
     counts = exp.trials["status"].value_counts().to_dict() if not exp.trials.empty else {}
     print(f"\nexperiment: {exp.uri}")
     print(data_check_line(exp.data_check))
@@ -57,6 +49,20 @@ def cmd_sweep(args) -> int:
     elif not exp.epochs.empty:
         print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last", compact=True))
     return 0
+
+
+def shutdown_ray_uninterrupted() -> None:
+    """Let Ray stop its processes with Ctrl-C and SIGTERM ignored (no
+    traceback from Ray's exit handler), then put them back as they were:
+    main() may be called again in this process (a notebook, a test)."""
+    import ray
+
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray.shutdown()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _PlainText:

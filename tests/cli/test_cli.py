@@ -111,7 +111,7 @@ def wait_for_a_result(experiment: str, proc: subprocess.Popen, timeout: float = 
         if any(os.path.getsize(f) for f in glob.glob(os.path.join(experiment, "*", "result.json"))):
             return
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError("no trial reported")
 
 
@@ -119,8 +119,9 @@ def wait_for_a_result(experiment: str, proc: subprocess.Popen, timeout: float = 
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["Ctrl-C", "SIGTERM"])
 def test_ctrl_c_or_sigterm_exits_with_the_resume_command_which_finishes_the_sweep(tmp_path, synth_root, signum,
                                                                                     status):
+    # 30 short epochs: the signal comes after a trial's first one, seconds before the sweep could end
     path = spec_file(tmp_path, synth_root, {"name": "stopped", "search": {"num_samples": 2},
-                                           "fixed": {"epochs": 6}})
+                                           "fixed": {"epochs": 30}})
     experiment = str(tmp_path / "results" / "stopped")
     proc = subprocess.Popen([SCENETUNE, "sweep", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_a_result(experiment, proc)
@@ -135,7 +136,7 @@ def test_ctrl_c_or_sigterm_exits_with_the_resume_command_which_finishes_the_swee
     assert main(resume.split()[1:]) == 0
     from scenetune.analysis import load_experiment
     exp = load_experiment(experiment)
-    assert exp.trials["status"].tolist() == ["completed", "completed"] and exp.trials["epochs"].eq(6).all()
+    assert exp.trials["status"].tolist() == ["completed", "completed"] and exp.trials["epochs"].eq(30).all()
 
     states = {f: os.path.getmtime(f) for f in glob.glob(os.path.join(experiment, "experiment_state-*.json"))}
     again = subprocess.run([SCENETUNE, *resume.split()[1:]], capture_output=True, text=True, timeout=120)
