@@ -22,16 +22,21 @@ whose last attempt died that way is saved as RUNNING, and a resume would run
 it again. :func:`tolerate_killed_trial_workers` also marks every failed trial
 for the snapshot (what the controller does for other failures).
 
-Both wrap private methods of Ray 2.60; if a future Ray renames them, the
-patch is skipped with a warning naming what is missing.
+Every patch here (these two, and the others below) touches private parts
+of Ray 2.60. Each checks, when it is applied, that every part it replaces or
+calls is there; if one is not (a Ray other than 2.60), the patch is left out
+and one warning line names the Ray installed, what it lacks and what is lost
+without the patch. tests/search/test_ray_compat.py lists the test that shows
+each patch at work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import logging
 import time
-import warnings
 
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
 
@@ -47,12 +52,38 @@ class TrialWorkerKilled(RayActorError):
         super().__init__(error_msg=f"{type(cause).__name__}: {cause}")
 
 
-def _wrap(owner, name: str, make, without: str = "a trial killed by Ray may end the sweep or be saved as "
-                                                 "running") -> bool:
-    original = getattr(owner, name, None)
-    if original is None:
-        logger.warning("%s.%s not found (a Ray other than 2.60?): %s", owner.__name__, name, without)
+RAY_PATCHED = "2.60"  # the Ray whose internals these patches are written for
+
+
+def _lost(missing: list[str], without: str) -> bool:
+    """One warning line: the Ray installed lacks ``missing``, so a patch is
+    left out and ``without`` happens. Returns False (the patch is not in place)."""
+    import ray
+
+    logger.warning("scenetune: Ray %s has no %s (scenetune patches Ray %s's); without it %s",
+                   ray.__version__, ", ".join(missing), RAY_PATCHED, without)
+    return False
+
+
+def _ray_class(module: str, name: str, without: str):
+    """``module.name`` of Ray, or None (with the warning line) where this Ray has none."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        _lost([f"{module}.{name}"], without)
+        return None
+
+
+def _wrap(owner, name: str, make, without: str, needs: tuple[str, ...] = ()) -> bool:
+    """Replace ``owner.name`` by ``make(original)`` once per process (the
+    wrapper is marked ``_scenetune``); ``needs``: the other methods of
+    ``owner`` the wrapper calls. False, with the warning line, when any is missing."""
+    if owner is None:  # _ray_class warned
         return False
+    missing = [f"{owner.__name__}.{attr}" for attr in (name, *needs) if getattr(owner, attr, None) is None]
+    if missing:
+        return _lost(missing, without)
+    original = getattr(owner, name)
     if not getattr(original, "_scenetune", False):
         wrapper = make(original)
         wrapper._scenetune = True
@@ -60,10 +91,14 @@ def _wrap(owner, name: str, make, without: str = "a trial killed by Ray may end 
     return True
 
 
+def _tune_controller(without: str):
+    return _ray_class("ray.tune.execution.tune_controller", "TuneController", without)
+
+
 def tolerate_killed_trial_workers() -> bool:
     """Install both fixes once per process; True when both are in place."""
-    from ray.air.execution._internal.actor_manager import RayActorManager
-    from ray.tune.execution.tune_controller import TuneController
+    ends_sweep = "a trial whose worker Ray kills (out of memory, a lost node) ends the whole sweep"
+    saved_running = "a trial whose worker died may be saved as running, and a resume runs it again"
 
     def hand_over(original):
         def _actor_task_failed(self, tracked_actor_task, exception):
@@ -78,8 +113,10 @@ def tolerate_killed_trial_workers() -> bool:
             self._mark_trial_to_checkpoint(trial)
         return _process_trial_failure
 
-    return (_wrap(RayActorManager, "_actor_task_failed", hand_over)
-            & _wrap(TuneController, "_process_trial_failure", snapshot_failed))
+    manager = _ray_class("ray.air.execution._internal.actor_manager", "RayActorManager", ends_sweep)
+    return (_wrap(manager, "_actor_task_failed", hand_over, ends_sweep)
+            & _wrap(_tune_controller(saved_running), "_process_trial_failure", snapshot_failed, saved_running,
+                    needs=("_mark_trial_to_checkpoint",)))
 
 
 # Warm processes: resident memory of each (node, pid) after its first trial.
@@ -98,8 +135,7 @@ def recycle_grown_workers(growth_mb: float) -> bool:
     runs trial after trial grows. The trials report ``process_rss_mb``; Ray
     Tune 2.60 decides in the private ``TuneController._maybe_cache_trial_actor``
     whether a finished trial's process is kept for the next, and this wraps it."""
-    from ray.tune.execution.tune_controller import TuneController
-
+    never = "warm trial processes are never retired, whatever their memory"
     _recycle_at_growth_mb[0] = growth_mb
 
     def retire_grown(original):
@@ -114,8 +150,7 @@ def recycle_grown_workers(growth_mb: float) -> bool:
             return original(self, trial)
         return _maybe_cache_trial_actor
 
-    return _wrap(TuneController, "_maybe_cache_trial_actor", retire_grown,
-                 "warm trial processes are never retired, whatever their memory")
+    return _wrap(_tune_controller(never), "_maybe_cache_trial_actor", retire_grown, never)
 
 
 def save_every_trial_status() -> bool:
@@ -125,7 +160,7 @@ def save_every_trial_status() -> bool:
     again, so the final state says PAUSED for a trial that finished, and the
     reader would call it pending. Marking every trial costs little: an
     unchanged trial's JSON is cached."""
-    from ray.tune.execution.tune_controller import TuneController
+    stale = "a trial HyperBand paused may be saved as paused after it finished"
 
     def every_trial(original):
         def _get_trial_checkpoints(self):
@@ -133,8 +168,7 @@ def save_every_trial_status() -> bool:
             return original(self)
         return _get_trial_checkpoints
 
-    return _wrap(TuneController, "_get_trial_checkpoints", every_trial,
-                 "a trial HyperBand paused may be saved as paused after it finished")
+    return _wrap(_tune_controller(stale), "_get_trial_checkpoints", every_trial, stale)
 
 
 def fresh_process_when_reuse_fails() -> bool:
@@ -149,7 +183,7 @@ def fresh_process_when_reuse_fails() -> bool:
     HyperBand bracket then waits for that trial forever, with its other trials
     paused (issue 23). This drops the process that could not be reset and
     starts the trial in a new one, as if no warm process had been free."""
-    from ray.tune.execution.tune_controller import TuneController
+    errored = "a trial whose reused process cannot be reset is marked errored and HyperBand may wait for it"
 
     def new_process_instead(original):
         def _on_trial_reset(self, trial, success):
@@ -167,24 +201,53 @@ def fresh_process_when_reuse_fails() -> bool:
             self._schedule_trial_actor(trial)
         return _on_trial_reset
 
-    return _wrap(TuneController, "_on_trial_reset", new_process_instead,
-                 "a trial whose reused process cannot be reset is marked errored and HyperBand may wait for it")
+    return _wrap(_tune_controller(errored), "_on_trial_reset", new_process_instead, errored,
+                 needs=("_remove_actor", "_set_trial_status", "_schedule_trial_actor"))
 
 
-def set_restored_callbacks(tuner, callbacks: list, verbose: int | None = None) -> None:
+def set_restored_callbacks(tuner, callbacks: list, verbose: int | None = None) -> bool:
     """Give a restored ``Tuner`` these callbacks (and this verbosity).
     ``Tuner.restore`` takes none and brings back the pickled ones of the
     first run (with that run's state); Ray 2.60 keeps the run config on the
-    tuner's private ``_local_tuner``. Skipped with a warning if a future Ray
-    moves it."""
+    tuner's private ``_local_tuner``. Skipped with the warning line (False)
+    if a future Ray moves it."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
-    if run_config is None:
-        warnings.warn("scenetune: cannot set callbacks on a restored Tuner with this Ray; "
-                      "the resumed run's timings and progress line are not recorded")
-        return
+    if run_config is None or not all(hasattr(run_config, attr) for attr in ("callbacks", "verbose")):
+        return _lost(["Tuner._local_tuner._run_config"],
+                     "a resumed run keeps its first run's callbacks and verbosity: its timings and progress line "
+                     "are not recorded")
     run_config.callbacks = callbacks
     if verbose is not None:
         run_config.verbose = verbose
+    return True
+
+
+REPORTER_CLASS_ATTRS = {"TuneReporterBase": ("_start_end_verbosity", "experiment_started", "setup"),
+                        "TuneTerminalReporter": ("experiment_started",)}
+REPORTER_INSTANCE_ATTRS = ("_verbosity", "_last_heartbeat_time")
+
+
+def _reporter_parts_missing(output) -> list[str]:
+    """What :func:`quiet_trial_boxes` replaces or reads in Ray Tune's
+    ``ray.tune.experimental.output`` and this Ray lacks (a throwaway reporter
+    shows the instance attributes)."""
+    missing = [f"output.{name}" for name in ("AirVerbosity", *REPORTER_CLASS_ATTRS) if not hasattr(output, name)]
+    if missing:
+        return missing
+    missing = [f"{cls}.{attr}" for cls, attrs in REPORTER_CLASS_ATTRS.items() for attr in attrs
+               if not hasattr(getattr(output, cls), attr)]
+    missing += [f"AirVerbosity.{level}" for level in ("SILENT", "VERBOSE") if not hasattr(output.AirVerbosity, level)]
+    if missing:
+        return missing
+    try:
+        reporter = output.TuneTerminalReporter(output.AirVerbosity.SILENT)
+    except Exception as e:  # noqa: BLE001 - any failure means the reporter is not the one patched
+        return [f"TuneTerminalReporter(verbosity) ({type(e).__name__}: {e})"]
+    missing = [f"TuneTerminalReporter().{attr}" for attr in REPORTER_INSTANCE_ATTRS if not hasattr(reporter, attr)]
+    started = output.TuneReporterBase.experiment_started
+    if not getattr(started, "_scenetune", False) and "tensorboard_path" not in inspect.signature(started).parameters:
+        missing.append("TuneReporterBase.experiment_started(tensorboard_path=...)")
+    return missing
 
 
 @contextlib.contextmanager
@@ -196,14 +259,21 @@ def quiet_trial_boxes():
     While this is active, those boxes wait for VERBOSE (``-v``), the hint is
     left out, the first trial table comes after 30 s (or at the end), and a
     SILENT run (the progress line's) prints no header box either. Class
-    attributes and a method of Ray 2.60's ``ray.tune.experimental.output``;
-    skipped with a warning if a future Ray renames them."""
+    attributes and methods of Ray 2.60's ``ray.tune.experimental.output``;
+    left as they are, with the warning line, if a future Ray renames them.
+    Yields whether the patch is in place."""
+    lost = "every trial's start and end boxes, the TensorBoard hint and a first table of pending trials are printed"
     try:
-        from ray.tune.experimental.output import AirVerbosity, TuneReporterBase, TuneTerminalReporter
-    except ImportError as e:
-        warnings.warn(f"scenetune: Ray Tune's trial boxes left as they are ({e})", stacklevel=2)
-        yield
+        output = importlib.import_module("ray.tune.experimental.output")
+    except ImportError:
+        output = None
+    missing = _reporter_parts_missing(output) if output is not None else ["ray.tune.experimental.output"]
+    if missing:
+        _lost(missing, lost)
+        yield False
         return
+    AirVerbosity, TuneReporterBase, TuneTerminalReporter = (
+        output.AirVerbosity, output.TuneReporterBase, output.TuneTerminalReporter)
     saved = TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup
     _, started, setup = saved
     terminal_started = TuneTerminalReporter.experiment_started
@@ -221,12 +291,13 @@ def quiet_trial_boxes():
         setup(self, *args, **kwargs)
         self._last_heartbeat_time = time.time()
 
+    experiment_started._scenetune = True  # a nested quiet_trial_boxes finds it patched, not renamed
     TuneReporterBase._start_end_verbosity = AirVerbosity.VERBOSE
     TuneReporterBase.experiment_started = experiment_started
     TuneReporterBase.setup = setup_without_first_table
     TuneTerminalReporter.experiment_started = terminal_experiment_started
     try:
-        yield
+        yield True
     finally:
         TuneReporterBase._start_end_verbosity, TuneReporterBase.experiment_started, TuneReporterBase.setup = saved
         TuneTerminalReporter.experiment_started = terminal_started

@@ -76,10 +76,25 @@ def _stop_at_once(signum, frame):
     raise KeyboardInterrupt  # a second Ctrl-C: no last save
 
 
-def _no_python_resume_hint(record: logging.LogRecord) -> bool:
-    """Drop Ray Tune's "Resume experiment with: Tuner.restore(...)": the CLI
-    prints the ``scenetune sweep ... --resume`` command instead."""
-    return "Tuner.restore(" not in record.getMessage()
+def _scenetune_words_on_stopping(record: logging.LogRecord) -> bool:
+    """Ray Tune's lines on a stop, in scenetune's words: its "Stop signal
+    received (e.g. via SIGINT/Ctrl+C) ..." (with Ray's job and worker ids
+    appended) becomes one line saying what happens now; its "Resume
+    experiment with: Tuner.restore(...)" goes, since the CLI prints the
+    ``scenetune sweep ... --resume`` command instead."""
+    message = record.getMessage()
+    if message.startswith("Stop signal received"):
+        print("scenetune: stopping; saving the sweep's state (Ctrl-C again stops at once)", file=sys.stderr,
+              flush=True)
+        return False
+    return "Tuner.restore(" not in message
+
+
+def _no_metrics_of_unstarted_trials(record: logging.LogRecord) -> bool:
+    """Ray Tune's "Failed to fetch metrics for N trial(s)" after a stop, for
+    trials that had not reported yet: scenetune's reading of the experiment
+    expects them."""
+    return not record.getMessage().startswith("Failed to fetch metrics")
 
 
 @contextlib.contextmanager
@@ -93,12 +108,12 @@ def interruptible():
         return
     previous = signal.signal(signal.SIGINT, _stop_at_once)
     tune_logger = logging.getLogger("ray.tune.tune")
-    tune_logger.addFilter(_no_python_resume_hint)
+    tune_logger.addFilter(_scenetune_words_on_stopping)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        tune_logger.removeFilter(_no_python_resume_hint)
+        tune_logger.removeFilter(_scenetune_words_on_stopping)
 
 
 def finished_trials(spec: SweepSpec) -> int | None:
@@ -120,14 +135,20 @@ def finished_trials(spec: SweepSpec) -> int | None:
 def quiet_tune(verbose: bool):
     """Ray Tune's output at its DEFAULT verbosity, less what a user does not
     need unless ``verbose``: each trial's start and end boxes, the TensorBoard
-    hint to a driver staging folder, Optuna's study line and the snapshot
-    warning that ``checkpoint.num_to_keep`` triggers."""
+    hint to a driver staging folder, Optuna's study line, the snapshot
+    warning that ``checkpoint.num_to_keep`` triggers and, after a stop, the
+    warning about trials that had not reported yet."""
     if verbose:
         yield
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with environ({"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}), quiet_trial_boxes():
-        yield
+    analysis_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    analysis_logger.addFilter(_no_metrics_of_unstarted_trials)
+    try:
+        with environ({"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}), quiet_trial_boxes():
+            yield
+    finally:
+        analysis_logger.removeFilter(_no_metrics_of_unstarted_trials)
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False, verbose: bool = False) -> str:

@@ -27,9 +27,11 @@ CLUSTER_ENV = {
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(request):
+    """The head (no CPU; with its dashboard and job server where the test
+    module sets ``HEAD_DASHBOARD = True``); each test adds the worker nodes it needs."""
     with RayTestCluster("stc", env=CLUSTER_ENV) as c:
-        c.start_head()
+        c.start_head(dashboard=getattr(request.module, "HEAD_DASHBOARD", False))
         yield c
 
 

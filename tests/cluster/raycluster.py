@@ -5,7 +5,9 @@ with ``--address``), started inside its own PID and mount namespaces
 (``unshare``) so that:
 
 - killing a node kills exactly its processes: the namespace's first process
-  is ``ray start``; when it dies the kernel ends everything else in it, so a
+  is a bash whose one child is ``ray start`` and which ends with it (reaping
+  meanwhile, as a machine's init does, the processes orphaned in the node);
+  when it ends the kernel ends everything else in the namespace, so a
   lost node leaves nothing behind and no other Ray on this shared machine is
   touched (``ray stop`` would end every Ray process of the machine);
 - a worker node can be given its own memory: a memory cgroup (v1) capped at
@@ -110,9 +112,16 @@ class RayTestCluster:
         # Short: Ray's Unix socket paths live under the temp dir (108-byte limit).
         self.temp_dir = tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp")
         # Token authentication (Ray 2.60's default) with the machine's token,
-        # ~/.ray/auth_token, which every node and driver here reads.
+        # ~/.ray/auth_token, which every node and driver here reads. RAY_TMPDIR:
+        # the cluster's own default temp dir, where `ray start --head` writes the
+        # address that `--address auto` reads (not the machine's /tmp/ray). PATH:
+        # scenetune is installed on every node, as a cluster's image has it.
+        bin_dir = os.path.dirname(sys.executable)
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0", "RAY_AUTH_MODE": "token",
+                    "RAY_TMPDIR": self.temp_dir, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                     **(env or {})}
+        self.ray_dir = os.path.join(self.temp_dir, "ray")  # the nodes' --temp-dir
+        self.dashboard_port: int | None = None
         self.object_store_bytes = object_store_mb * 1024 * 1024
         self.port = free_port()
         self.nodes: list[Node] = []
@@ -121,6 +130,13 @@ class RayTestCluster:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_address(self) -> str:
+        """The head's dashboard and job server (``ray job submit --address``)."""
+        if self.dashboard_port is None:
+            raise RuntimeError("the head was started without its dashboard (start_head(dashboard=True))")
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     @property
     def client_address(self) -> str:
@@ -150,10 +166,15 @@ class RayTestCluster:
                  "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port",
                  str(free_port()), "--runtime-env-agent-port", str(free_port()),
                  "--metrics-export-port", str(free_port())]
-        command = [RAY, "start", "--block", *(["--node-ip-address", ip] if ip else []), "--temp-dir", self.temp_dir,
+        # Each node's files in a temp dir of its own, as on machines of their own (with one, a
+        # node unpacking a job's working dir would delete the head's copy, its driver's cwd).
+        node_dir = self.ray_dir if name == "head" else os.path.join(self.temp_dir, name)
+        command = [RAY, "start", "--block", *(["--node-ip-address", ip] if ip else []), "--temp-dir", node_dir,
                    "--object-store-memory", str(self.object_store_bytes), "--disable-usage-stats",
                    *ports, *args]
-        script = prelude + "exec " + shlex.join(command)
+        # bash stays the namespace's first process (init), under `ray start`: as init it reaps the
+        # processes orphaned there (a job's driver whose shell ended), as a machine's init does
+        script = prelude + shlex.join(command) + "; exit $?"
         log_path = os.path.join(self.temp_dir, f"{name}.log")
         log = open(log_path, "w")
         process = subprocess.Popen(
@@ -165,16 +186,39 @@ class RayTestCluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, num_cpus: int = 0, env: dict | None = None, timeout: float = 90) -> Node:
-        # The head keeps the machine's own address, so that a driver started
-        # on this machine attaches to it (as on a cluster's head node).
+    def start_head(self, num_cpus: int = 0, env: dict | None = None, timeout: float = 90,
+                   dashboard: bool = False) -> Node:
+        """The head keeps the machine's own address, so that a driver started
+        on this machine attaches to it (as on a cluster's head node): with
+        ``self.env`` a driver's ``--address auto`` finds it. ``dashboard``:
+        with the dashboard and its job server (``dashboard_address``)."""
         self.client_port = free_port()
+        self.dashboard_port = free_port() if dashboard else None
         node = self._start("head", None, [
             "--head", "--port", str(self.port), "--num-cpus", str(num_cpus),
-            "--ray-client-server-port", str(self.client_port), "--dashboard-port", str(free_port()),
-            "--include-dashboard", "false"], None, env or {})
+            "--ray-client-server-port", str(self.client_port),
+            *(["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port",
+               str(self.dashboard_port)] if dashboard else
+              ["--include-dashboard", "false", "--dashboard-port", str(free_port())])], None, env or {})
         self.wait_for_nodes(1, timeout)
+        if dashboard:
+            self.wait_for_job_server(timeout)
         return node
+
+    def wait_for_job_server(self, timeout: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_address}/api/version", timeout=5):
+                    return
+            except urllib.error.HTTPError:  # it answers (401 without the token): up
+                return
+            except OSError:
+                time.sleep(1)
+        raise TimeoutError(f"the head's job server not up after {timeout}s:\n{self.log_tail(self.nodes[0])}")
 
     def add_worker(self, num_cpus: int = 1, memory_cap_mb: int | None = None, env: dict | None = None,
                    hidden: tuple[str, ...] = (), timeout: float = 90) -> Node:

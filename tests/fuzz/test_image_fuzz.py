@@ -323,15 +323,25 @@ def test_the_check_classifies_every_fuzzed_file_and_kept_ones_decode(files):
             _decode_like_the_cache(os.path.join(root, rel), rel not in bad, description)
 
 
+@st.composite
+def intact_image(draw) -> tuple[str, bytes, str]:
+    """A base image as it is (under any of the extensions): the check never calls it bad."""
+    label, data = draw(st.sampled_from(BASES))
+    return label, data, draw(st.sampled_from(IMAGE_EXTENSIONS))
+
+
 @settings(max_examples=examples(100))
-@given(files=st.lists(fuzzed_image(), min_size=4, max_size=16))
-def test_kept_fuzzed_files_go_through_the_cache(files):
+@given(files=st.lists(fuzzed_image(), min_size=3, max_size=15), intact=intact_image(), at=st.integers(0, 15))
+def test_kept_fuzzed_files_go_through_the_cache(files, intact, at):
+    """Every batch holds one intact image among the fuzzed ones, so it always
+    has a kept file to go through the cache, with the damaged ones around it."""
+    files = files[:at] + [intact] + files[at:]
     with tempfile.TemporaryDirectory(prefix="scenetune-fuzz-", dir=TREES) as root:
         written = _tree(root, files)
         _, bad = _check_classifies_every_file(root, written)
         kept = [os.path.join(root, rel) for rel in written if rel not in bad]
-        if not kept:
-            return
+        intact_rel = f"Images/{CATEGORY}/f{min(at, len(files) - 1):02d}{intact[2]}"
+        assert written[intact_rel] == intact[0] and intact_rel not in bad, (intact[0], bad.get(intact_rel))
         cache = open_cache(kept, SIZE, os.path.join(root, "cache"), workers=2)
         assert cache.images.shape == (len(kept), SIZE, SIZE, 3) and cache.images.dtype == np.uint8
         assert not cache.failed, {os.path.relpath(p, root): (written[os.path.relpath(p, root)], why)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pickle
 
 import optuna
 import pytest
@@ -29,7 +30,7 @@ import yaml
 
 from scenetune.analysis import load_experiment
 from scenetune.cli import main
-from scenetune.search.spec import load_spec
+from scenetune.search.spec import load_spec, parse_spec
 from scenetune.search.tuner import make_sampler, searcher_and_space, startup_trials
 from scenetune.spaces import to_optuna
 from tests.conftest import BASE_SPEC, deep_update
@@ -203,12 +204,48 @@ def sampler_sweep(request, ray_local, synth_root, tmp_path_factory):
     return request.param, load_experiment(str(tmp / "results" / request.param))
 
 
+def sampler_draws(name: str, spec, n: int) -> list[dict]:
+    """What scenetune's ``name`` sampler (:func:`make_sampler`, the spec's seed)
+    draws over the spec's space for ``n`` trials asked one at a time, each
+    finished before the next is asked (``max_concurrent: 1``)."""
+    study = optuna.create_study(sampler=make_sampler(name, spec.search.seed, spec.search.num_samples),
+                                direction="maximize")
+    space = to_optuna(list(spec.params.values()))
+    draws = []
+    for _ in range(n):
+        trial = study.ask(fixed_distributions=space)
+        draws.append(trial.params)
+        study.tell(trial, 0.0)
+    return draws
+
+
+def saved_sampler(exp) -> optuna.samplers.BaseSampler:
+    """The sampler of the Optuna study the sweep saved (Ray Tune's searcher state)."""
+    (path,) = glob.glob(os.path.join(exp.uri, "searcher-state-*.pkl"))
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    while "_ot_study" not in state:  # a concurrency limit wraps OptunaSearch
+        state = vars(state["searcher"])
+    return state["_ot_study"].sampler
+
+
 @pytest.mark.slow
 def test_the_qmc_and_random_samplers_run_sweeps_of_distinct_trials(sampler_sweep):
+    """Each sweep's trials are the named sampler's draws, in order (QMC's
+    first trial is its random start, its second a point of its Sobol
+    sequence), and the study it saved has that sampler (TPE, the default, a
+    sweep that ignored the setting would run, starts with the random
+    sampler's draws: only the study tells those two apart)."""
     name, exp = sampler_sweep
     assert exp.spec["search"]["sampler"] == name
     assert list(exp.trials["status"]) == ["completed", "completed"]
-    configs = [{k: c[k] for k in SEARCHED} for c in exp.configs.values()]
+    configs = [{k: c[k] for k in SEARCHED} for c in in_order(exp)]
     assert configs[0]["learning_rate"] != configs[1]["learning_rate"] and configs[0]["dropout"] != configs[1]["dropout"]
     for c in configs:
         assert 1e-4 <= c["learning_rate"] <= 1e-2 and 0 <= c["dropout"] <= 0.5
+    spec = parse_spec(exp.spec)
+    assert configs == sampler_draws(name, spec, 2)
+    if name == "qmc":
+        assert configs[1] != sampler_draws("random", spec, 2)[1], "QMC's second trial is no random draw"
+    expected = {"qmc": optuna.samplers.QMCSampler, "random": optuna.samplers.RandomSampler}[name]
+    assert type(saved_sampler(exp)) is expected

@@ -14,6 +14,7 @@ import yaml
 from scenetune.analysis import load_experiment
 from scenetune.analysis.figures import all_trial_curves
 from scenetune.cli import main
+from scenetune.search.spec import parse_spec
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +26,8 @@ SWEEP = {
     # second bracket pauses its trials at epoch 2 and stops the worst of three.
     "search": {"algorithm": "optuna", "sampler": "random", "num_samples": 6, "seed": 1, "max_concurrent": None},
     "scheduler": {"name": "hyperband", "reduction_factor": 2},
+    # checkpoints at the milestones and the last epoch only (not every quarter, as "auto" would: every epoch here)
+    "checkpoint": {"num_to_keep": 1, "frequency": "rungs"},
     "space": {"learning_rate": {"loguniform": [1.0e-6, 3.0e-3]}},
     "fixed": {"epochs": 4, "dense_units": 8},
 }
@@ -51,11 +54,28 @@ def test_hyperband_sweep_pauses_resumes_and_stops_at_its_milestones(experiment):
     for trial_id, rows in exp.epochs.groupby("trial_id"):  # a paused trial resumed where it stopped
         epochs = sorted(rows["training_iteration"])
         assert epochs == list(range(1, len(epochs) + 1)), (trial_id, epochs)
-    checkpoints = {name for trial in exp.trials["trial_dir"] for name in os.listdir(os.path.join(experiment, trial))
-                   if name.startswith("checkpoint_")}
-    assert checkpoints, "trials checkpoint at the milestones (where HyperBand pauses them)"
     stored = yaml.safe_load(open(os.path.join(experiment, "scenetune_spec.yaml")))
     assert stored["scheduler"]["name"] == "hyperband" and stored["scheduler"]["max_t"] == 4
+    assert_checkpoints_at_the_milestones(exp, parse_spec(stored))
+
+
+def assert_checkpoints_at_the_milestones(exp, spec) -> None:
+    """What ``checkpoint.frequency: rungs`` promises: a checkpoint at each
+    HyperBand milestone (where it pauses a trial, which resumes from there)
+    and at a trial's last epoch, at no other epoch; with ``num_to_keep: 1``
+    the trial's folder keeps the newest, its last epoch's (a stopped trial
+    stops at a milestone)."""
+    assert spec.checkpoint_epochs() == [1, 2], "the milestones below max_t"
+    promised = {*spec.checkpoint_epochs(), spec.max_epochs()}
+    trials = exp.trials.set_index("trial_id")
+    for trial_id, rows in exp.epochs.groupby("trial_id"):
+        ran = sorted(rows["training_iteration"])
+        checkpointed = sorted(rows.loc[rows["checkpoint_mb"] > 0, "training_iteration"])
+        assert checkpointed == [e for e in ran if e in promised], (trial_id, ran, checkpointed)
+        trial_dir = os.path.join(exp.uri, trials.loc[trial_id, "trial_dir"])
+        (kept,) = [name for name in os.listdir(trial_dir) if name.startswith("checkpoint_")]
+        with open(os.path.join(trial_dir, kept, "state.json")) as f:
+            assert json.load(f)["epoch"] == ran[-1], (trial_id, kept)
 
 
 def test_report_draws_the_brackets_rungs(experiment, tmp_path):
