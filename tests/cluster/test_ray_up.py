@@ -129,16 +129,17 @@ def derive_config(folder: str, name: str, head_ip: str, worker_ip: str, key: str
     temp = f"--temp-dir={folder}/ray"
     head_ports = (f"--ray-client-server-port={free_port()} --dashboard-port={free_port()} "
                   f"--node-manager-port={free_port(head_ip)} --object-manager-port={free_port(head_ip)}")
-    common = (f"--dashboard-agent-listen-port={free_port()} --dashboard-agent-grpc-port={free_port()} "
-              f"--runtime-env-agent-port={free_port()} --metrics-export-port={free_port()} {temp}")
+    def agent_ports() -> str:  # each "machine" its own: the agents listen on 0.0.0.0, which the two share
+        return (f"--dashboard-agent-listen-port={free_port()} --dashboard-agent-grpc-port={free_port()} "
+                f"--runtime-env-agent-port={free_port()} --metrics-export-port={free_port()} {temp}")
     head = config["head_start_ray_commands"]
     assert head[0] == "ray stop" and "--port=6379" in head[1]
-    head[1] = head[1].replace("--port=6379", f"--port={port} --node-ip-address={head_ip} {head_ports} {common}")
+    head[1] = head[1].replace("--port=6379", f"--port={port} --node-ip-address={head_ip} {head_ports} {agent_ports()}")
     worker = config["worker_start_ray_commands"]
     assert worker[0] == "ray stop" and "$RAY_HEAD_IP:6379" in worker[1]
     worker[1] = worker[1].replace("$RAY_HEAD_IP:6379", f"$RAY_HEAD_IP:{port} --num-cpus=1 "
                                   f"--node-ip-address={worker_ip} --node-manager-port={free_port(worker_ip)} "
-                                  f"--object-manager-port={free_port(worker_ip)} {common}")
+                                  f"--object-manager-port={free_port(worker_ip)} {agent_ports()}")
     return config
 
 
