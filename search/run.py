@@ -181,15 +181,16 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
             spec = spec.model_copy(update={"storage": storage.normalize(spec.storage)})
             interrupted = drive_through_client(spec, resume, verbose, clock)
         else:
-            interrupted = drive(spec, resume, verbose, clock)
+            interrupted = drive(spec, resume, verbose, clock, checked=True)
     if interrupted:
         raise SweepInterrupted(spec.experiment_uri)
     return spec.experiment_uri
 
 
-def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock) -> bool:
+def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, checked: bool = False) -> bool:
     """Build (after the data check and split) or restore the Tuner and run it
-    where Ray Tune's driver runs; True when the sweep ended before its trials."""
+    where Ray Tune's driver runs; True when the sweep ended before its trials.
+    ``checked``: the new experiment's name and storage were checked already."""
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
     callbacks = [clock]
@@ -201,7 +202,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock) -> bo
         tuner = restore_tuner(spec, callbacks, quiet=not verbose)
     else:
         with clock.phase("prepare_s"):
-            prepared = prepare(spec)
+            prepared = prepare(spec, checked)
         tuner = build_tuner(prepared, callbacks, quiet=not verbose)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)

@@ -182,13 +182,14 @@ def check_new_experiment(spec: SweepSpec) -> str:
     return experiment
 
 
-def prepare(spec: SweepSpec) -> Prepared:
-    """Refuse an existing name, check the data (refusing more than
+def prepare(spec: SweepSpec, checked: bool = False) -> Prepared:
+    """Refuse an existing name (unless the caller ``checked`` it with
+    :func:`check_new_experiment`), check the data (refusing more than
     ``data.max_bad_fraction`` bad files), compute the split once, and write
     the manifest (bad files included, split ``bad``), the data check and the
     resolved spec into the experiment directory. Nothing is written when it
     refuses."""
-    experiment = check_new_experiment(spec)
+    experiment = spec.experiment_uri if checked else check_new_experiment(spec)
     data = spec.data
     check = check_dataset(data.root, data.dataset, data.categories, progress=_progress)
     print(check.summary(), file=sys.stderr, flush=True)

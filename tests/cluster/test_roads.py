@@ -202,7 +202,6 @@ def test_ray_job_stop_saves_and_a_resubmitted_resume_finishes(cluster, tmp_path,
     assert "SIGTERM received" not in logs and "Fatal Python error" not in logs, logs
     resumed = road.submit("--name", "job-stop", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    os.environ.update(road.s3_env)  # the s3 fixture's, for load_experiment here
     check_resumed(road.experiment, 4, 6)
 
 
