@@ -36,6 +36,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 import time
 
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
@@ -203,6 +204,30 @@ def fresh_process_when_reuse_fails() -> bool:
 
     return _wrap(_tune_controller(errored), "_on_trial_reset", new_process_instead, errored,
                  needs=("_remove_actor", "_set_trial_status", "_schedule_trial_actor"))
+
+
+def keep_the_drivers_trial_logs() -> bool:
+    """Keep the rows a paused trial logged before it resumes.
+
+    Ray 2.60's loggers (``LoggerCallback._restore_from_remote``) copy a trial's
+    ``result.json`` from storage over the driver's copy whenever the trial
+    starts with a checkpoint, meant for a sweep restored by a new driver. A
+    trial that HyperBand paused, or that ASHA held at a rung, starts again on
+    the same driver, whose copy is newer than storage's until the next sync: its
+    rows since that sync were lost (tests/search/test_hyperband.py lost epochs 2
+    and 3 of a trial). The copy is made only where the driver has none."""
+    lost = "a paused trial that resumes may lose its result.json rows logged since the last sync to storage"
+
+    def only_where_missing(original):
+        def _restore_from_remote(self, file_name, trial):
+            local = os.path.join(trial.local_path, file_name)
+            if os.path.exists(local) and os.path.getsize(local) > 0:
+                return None
+            return original(self, file_name, trial)
+        return _restore_from_remote
+
+    return _wrap(_ray_class("ray.tune.logger.logger", "LoggerCallback", lost), "_restore_from_remote",
+                 only_where_missing, lost)
 
 
 def set_restored_callbacks(tuner, callbacks: list, verbose: int | None = None) -> bool:

@@ -22,6 +22,7 @@ from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
+    keep_the_drivers_trial_logs,
     quiet_trial_boxes,
     recycle_grown_workers,
     save_every_trial_status,
@@ -208,6 +209,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)
     save_every_trial_status()
     fresh_process_when_reuse_fails()
+    keep_the_drivers_trial_logs()
     slots = trial_slots(spec)
     try:
         with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,

@@ -144,3 +144,4 @@ def test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band(tm
     assert band["seconds"] < 170, "finished, not stopped by the time budget (180 s)"
     for name, epochs in band["epochs"].items():
         assert epochs == list(range(1, len(epochs) + 1)), (name, epochs)
+    assert band["logged"] == band["epochs"], "result.json keeps every row of a trial paused and resumed"

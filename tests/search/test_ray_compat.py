@@ -22,8 +22,9 @@ own methods, showing what the patch changes):
 - ``save_every_trial_status`` (``TuneController._get_trial_checkpoints``):
   test_a_trial_stopped_while_paused_is_saved_as_terminated (real Ray Tune);
 - ``fresh_process_when_reuse_fails`` (``TuneController._on_trial_reset``):
-  tests/search/test_hyperband.py::test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band
-  (real Ray Tune, with its ray-alone run);
+  tests/search/test_hyperband.py::test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band;
+- ``keep_the_drivers_trial_logs`` (``LoggerCallback._restore_from_remote``):
+  tests/search/test_kept_trial_logs.py, and test_hyperband.py's band above;
 - ``set_restored_callbacks`` (``Tuner._local_tuner._run_config``):
   test_a_restored_tuner_runs_the_new_callbacks_not_the_pickled_ones;
 - ``quiet_trial_boxes`` (``ray.tune.experimental.output``):
@@ -52,12 +53,14 @@ from ray.air.execution._internal.actor_manager import RayActorManager
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experimental import output
+from ray.tune.logger.logger import LoggerCallback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from scenetune.search import ray_compat
 from scenetune.search.ray_compat import (
     TrialWorkerKilled,
     fresh_process_when_reuse_fails,
+    keep_the_drivers_trial_logs,
     quiet_trial_boxes,
     recycle_grown_workers,
     save_every_trial_status,
@@ -71,7 +74,8 @@ WRAPPED = [(tolerate_killed_trial_workers, RayActorManager, "_actor_task_failed"
            (tolerate_killed_trial_workers, TuneController, "_process_trial_failure"),
            (recycle_grown_workers, TuneController, "_maybe_cache_trial_actor"),
            (save_every_trial_status, TuneController, "_get_trial_checkpoints"),
-           (fresh_process_when_reuse_fails, TuneController, "_on_trial_reset")]
+           (fresh_process_when_reuse_fails, TuneController, "_on_trial_reset"),
+           (keep_the_drivers_trial_logs, LoggerCallback, "_restore_from_remote")]
 
 
 def apply(patch) -> bool:
@@ -368,33 +372,3 @@ def test_a_tuner_without_its_run_config_keeps_its_callbacks_with_one_warning_lin
         assert set_restored_callbacks(tuner, [Recorder("new")], verbose=0) is False
     one_warning_line(caplog, "Tuner._local_tuner._run_config")
     assert vars(tuner._local_tuner) == {}
-
-
-def _without_instance_attr(monkeypatch, attr: str) -> None:
-    init = output.ProgressReporter.__init__
-
-    def init_without(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        delattr(self, attr)
-
-    monkeypatch.setattr(output.ProgressReporter, "__init__", init_without)
-
-
-@pytest.mark.parametrize("missing", ["TuneTerminalReporter", "setup", "_start_end_verbosity", "experiment_started",
-                                     "_verbosity", "_last_heartbeat_time"])
-def test_reporter_parts_this_ray_lacks_leave_the_boxes_as_they_are_with_one_warning_line(monkeypatch, caplog,
-                                                                                        missing):
-    before = {cls: dict(vars(cls)) for cls in (output.TuneReporterBase, output.TuneTerminalReporter)}
-    if missing == "TuneTerminalReporter":
-        monkeypatch.delattr(output, missing)
-    elif missing in ray_compat.REPORTER_INSTANCE_ATTRS:
-        _without_instance_attr(monkeypatch, missing)
-    else:  # gone from the class and every class it inherits from (Ray's Callback has a setup)
-        for cls in inspect.getmro(output.TuneTerminalReporter):
-            if missing in vars(cls):
-                monkeypatch.delattr(cls, missing)
-        before = {cls: dict(vars(cls)) for cls in before}
-    with caplog.at_level(logging.WARNING, logger=ray_compat.__name__), quiet_trial_boxes() as in_place:
-        assert in_place is False
-        assert {cls: dict(vars(cls)) for cls in before} == before, "nothing patched"
-    one_warning_line(caplog, missing)
