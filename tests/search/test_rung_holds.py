@@ -15,6 +15,7 @@ import os
 import pytest
 from ray import tune
 
+from scenetune.search.ray_compat import keep_the_drivers_trial_logs
 from scenetune.search.schedulers import tune_ranking
 from scenetune.search.spec import parse_spec
 from scenetune.search.tuner import scheduler
@@ -30,6 +31,7 @@ def spec_with(tmp_path, block: dict):
 
 def run(spec, tmp_path, order: list[str]) -> dict[str, list[int]]:
     """Each trial's reported epochs, in the order reported."""
+    keep_the_drivers_trial_logs()  # as a sweep does: a held trial that resumes keeps its result.json rows
     chosen = scheduler(spec)
     metric, mode = tune_ranking(chosen, spec.metric, spec.mode)
     tuner = tune.Tuner(tune.with_resources(checkpointed_lines, {"cpu": 2}),
