@@ -94,6 +94,8 @@ class ASHA(ASHAScheduler):
 
     def choose_trial_to_run(self, tune_controller):
         trials = tune_controller.get_trials()
+        if not self.held and not self.promoted:  # as Ray's, without the scans below (called on every event)
+            return next((t for t in trials if t.status == Trial.PENDING), None)
         # A promoted trial is resumed once it is pending or running again (not
         # running while Ray still saves it for its pause).
         self.promoted -= {t.trial_id for t in trials
