@@ -28,26 +28,15 @@ in its parts (methods wrapped here): the experiment-state snapshot
 (``TuneController.save_to_dir``), new trials (TPE's suggestion, the Trial
 made), the searcher's results, the scheduler, the callbacks, GC.
 
-What grows (2,000 trials a side on the shared 2-core machine, loaded by
-other work, and cProfile and tracemalloc runs; first 1,000 -> last 1,000):
-- Experiment-state snapshots, scenetune's most: Ray forces one whenever a
-  trial has checkpointed ``num_to_keep`` times since the last; scenetune
-  keeps 2 and checkpoints at ASHA's rungs (1, 3): 0.37 snapshots a trial
-  against Ray alone's 0.01 (its 10-s period), each re-encoding every trial's
-  JSON and pickling the whole Optuna study (128 -> 402 ms each): 48 -> 148
-  ms a trial. ``quiet_tune`` hides Ray's warning about it.
-- TPE walks every finished trial for each suggestion: new trials 33 -> 51 ms
-  a trial in Ray alone. scenetune's scans of every trial on every event:
-  ASHA's ``choose_trial_to_run`` (scheduler 3 -> 17 ms a trial; Ray's FIFO
-  1.5 -> 3.4) and ProgressLine's line on every result and trial end (2 -> 14).
-- Memory: Ray keeps every Trial with its last result, six statistics and two
-  deques (``metric_n_steps``, the largest item) of every metric and two
-  cached JSON strings: 93 KB a trial in Ray alone; 146 in scenetune (its
-  checkpoints' results, and a heap fragmented by the snapshots' strings).
-- Fixed in a one-off run (a snapshot forced only once a checkpoint that the
-  last one names is deleted; ASHA's scan skipped while nothing is held; the
-  line composed at most once a second): 0.02 snapshots a trial, driver CPU
-  42 -> 70 ms a trial (unfixed, same hour: 112 -> 245), last/first 1.20.
+What grew before issue 24's fixes (2,000 trials, first 1,000 -> last 1,000):
+forced experiment-state snapshots (0.37 a trial against Ray alone's 0.01),
+ASHA's and the progress line's scans of every trial on every event. Fixed in
+scenetune (``ray_compat.fewer_forced_snapshots``, ``ASHA.choose_trial_to_run``,
+``ProgressLine``): at 2,000 trials last/first 1.20 and 227 MB of growth.
+What still grows at 10,000 trials, on both sides: TPE's suggestion, which
+walks every finished trial (15 -> 109 ms a trial), and Ray Tune's memory
+for each finished trial (88 KB a trial alone). benchmarks/README.md has the
+tables.
 """
 
 from __future__ import annotations
@@ -238,7 +227,8 @@ def run_scenetune(args, probe) -> None:
         "search": {"algorithm": "optuna", "sampler": "tpe", "num_samples": args.trials,
                    "max_concurrent": CONCURRENCY, "seed": 0},
         "scheduler": {"name": "asha", "max_t": EPOCHS, "grace_period": 1, "reduction_factor": FACTOR}})
-    run.prepare = lambda spec: tuner.Prepared(spec, spec.experiment_uri, os.path.join(data, "split.csv"), ["a", "b"])
+    run.prepare = lambda spec, checked=False: tuner.Prepared(spec, spec.experiment_uri, os.path.join(data, "split.csv"),
+                                                            ["a", "b"])
     build = tuner.build_tuner
     run.build_tuner = lambda prepared, callbacks=None, quiet=False: build(prepared, [*(callbacks or []), probe], quiet)
     run.drive(spec, resume=False, verbose=False, clock=SweepClock())
