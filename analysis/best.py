@@ -48,6 +48,20 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
     return _entries(exp, picked, [metric])
 
 
+def best_trials_of(exps: list[Experiment], metric: str | None = None, mode: str | None = None,
+                   scope: str = "last", top: int = 1) -> list[dict]:
+    """The best ``top`` trials of several experiments ranked together (a
+    series of sweeps, warm-started or not), each entry naming its
+    ``experiment``. ``metric`` and ``mode``: default the first experiment's."""
+    metric, mode = metric or exps[0].metric, mode or exps[0].mode
+    entries = []
+    for exp in exps:
+        for entry in best_trials(exp, metric, mode, scope, top):
+            entries.append({"experiment": exp.name, **entry})
+    entries.sort(key=lambda e: e[metric], reverse=(mode == "max"))
+    return entries[:top]
+
+
 def pareto_trials(exp: Experiment, scope: str = "last") -> list[dict]:
     """The Pareto set of a multi-objective experiment (its spec's ``objectives``)."""
     if scope not in SCOPES:
@@ -98,7 +112,8 @@ def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: st
     if fmt == "yaml":
         return yaml.safe_dump(document, sort_keys=False)
     shown = [o["metric"] for o in objectives] if objectives else [metric]
-    table = pd.DataFrame([{"rank": i + 1, "trial": e["trial_id"], "status": e["status"], "epoch": e["epoch"],
+    table = pd.DataFrame([{"rank": i + 1, **({"experiment": e["experiment"]} if "experiment" in e else {}),
+                           "trial": e["trial_id"], "status": e["status"], "epoch": e["epoch"],
                            **{m: e[m] for m in shown}, "train_time_s": e["metrics"].get("train_time_s")}
                           for i, e in enumerate(entries)])
     if objectives:

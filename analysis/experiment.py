@@ -19,6 +19,8 @@ epochs unknown.
 ``stopped`` trial), ``failures``, ``error``, ``wall_time_s`` (first start to
 last result, from the experiment state), ``time_total_s`` and
 ``train_time_s`` (Ray's and the trainable's clocks at the last epoch),
+``started_at`` and ``ended_at`` (Unix seconds: first start, last result;
+None without the experiment state),
 ``config/<dotted key>`` columns, and ``last_<metric>`` for every numeric
 metric and ``best_<metric>`` for the experiment's metric.
 ``epochs``: one row per trial-epoch with every reported metric.
@@ -186,7 +188,8 @@ def load_experiment(uri: str) -> Experiment:
                "stopped_at_rung": _stopped_at(status, len(results), rungs),
                "failures": state.get("failures", 0),
                "error": _first_error_line(trial_uri) if "error.txt" in entries else None,
-               "wall_time_s": state.get("wall_time_s")}
+               "wall_time_s": state.get("wall_time_s"), "started_at": state.get("started_at"),
+               "ended_at": state.get("ended_at")}
         row.update({f"config/{k}": v for k, v in flatten(config).items() if not k.startswith("data.")})
         if results:
             last = results[-1]

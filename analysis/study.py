@@ -8,7 +8,9 @@ distribution (a space edited after the sweep) is left out of that trial's
 params and kept in its ``outside_space`` user attribute; a missing one (a
 parameter the trial did not have) is left out. Values are each objective's
 value at the trial's last epoch that reported them finite, as ``scenetune
-best`` ranks; intermediate values are the (first) metric per epoch.
+best`` ranks; intermediate values are the (first) metric per epoch; each
+trial's start and end are its first start and last result (Ray Tune's
+experiment state), not the moment of the export.
 
 States: ``completed`` -> COMPLETE; ``stopped`` by the scheduler -> PRUNED,
 with its last value as Optuna itself gives a pruned trial; ``errored`` ->
@@ -22,6 +24,7 @@ gives a FAIL trial no value, so every trial also keeps its values in the
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import warnings
@@ -132,9 +135,32 @@ def _frozen_trial(row: pd.Series, distributions: dict, values: list[float] | Non
         attrs["error"] = row["error"]
     if outside:
         attrs["outside_space"] = outside
-    return optuna.trial.create_trial(state=state, values=None if state == TrialState.FAIL else values,
-                                     params=params, distributions={k: distributions[k] for k in params},
-                                     user_attrs=attrs, intermediate_values=steps)
+    trial = optuna.trial.create_trial(state=state, values=None if state == TrialState.FAIL else values,
+                                      params=params, distributions={k: distributions[k] for k in params},
+                                      user_attrs=attrs, intermediate_values=steps)
+    started, ended = _when(row.get("started_at")), _when(row.get("ended_at"))
+    if started is not None and ended is not None:  # create_trial stamps both with now
+        trial.datetime_start, trial.datetime_complete = started, ended
+    return trial
+
+
+def _when(seconds) -> datetime.datetime | None:
+    """Unix seconds as Optuna keeps its trials' times (local, naive)."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return None
+    return datetime.datetime.fromtimestamp(float(seconds))
+
+
+def experiment_trials(exp: Experiment, distributions: dict[str, BaseDistribution],
+                      rows: pd.DataFrame | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The trials of ``exp`` (or these ``rows`` of its trials) as Optuna
+    trials of ``distributions``, each with its real start and end: the one
+    reading shared by ``scenetune export --optuna`` and warm start."""
+    metrics = [o["metric"] for o in objectives_of(exp)]
+    rows = exp.trials if rows is None else rows
+    last, steps = last_values(exp, metrics), _intermediate(exp, metrics[0])
+    return [_frozen_trial(row, distributions, last.loc[row["trial_id"]].tolist() if row["trial_id"] in last.index
+                          else None, metrics, steps.get(row["trial_id"], {})) for _, row in rows.iterrows()]
 
 
 def _open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -171,10 +197,7 @@ def export_study(exp: Experiment, storage_url: str, study_name: str | None = Non
     study_name = study_name or exp.name
     objectives = objectives_of(exp)
     metrics = [o["metric"] for o in objectives]
-    distributions = space_distributions(exp, exp.trials)
-    last, steps = last_values(exp, metrics), _intermediate(exp, metrics[0])
-    trials = [_frozen_trial(row, distributions, last.loc[row["trial_id"]].tolist() if row["trial_id"] in last.index
-                            else None, metrics, steps.get(row["trial_id"], {})) for _, row in exp.trials.iterrows()]
+    trials = experiment_trials(exp, space_distributions(exp, exp.trials))
     storage = _open_storage(storage_url)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(logging.WARNING)

@@ -211,8 +211,9 @@ def read_progress(trial_uri: str, notes: list[str]) -> list[dict]:
 
 
 def trial_states(uri: str, notes: list[str]) -> dict[str, dict]:
-    """trial_id -> {tune_status, failures, error_file, wall_time_s, dir} from
-    the newest state file."""
+    """trial_id -> {tune_status, started_at, ended_at (Unix seconds: first
+    start, last result), failures, error_file, wall_time_s, dir} from the
+    newest state file."""
     state_uri = newest_state_file(uri)
     if state_uri is None:
         notes.append(f"{uri}: no experiment_state-*.json; statuses inferred from the trial logs")
@@ -258,7 +259,10 @@ def trial_state(entry) -> tuple[str, dict] | None:
 
     started, last = typed(runtime, "start_time", numbers.Real), typed(runtime, "last_result_time", numbers.Real)
     wall = last - started if started and last else None
+    finite = wall is not None and math.isfinite(wall)
     return trial["trial_id"], {"tune_status": typed(trial, "status", str),
+                               "started_at": float(started) if finite else None,
+                               "ended_at": float(last) if finite else None,
                                "failures": typed(runtime, "num_failures", int, 0),
                                "error_file": typed(runtime, "error_filename", str),
                                "wall_time_s": wall if wall is not None and math.isfinite(wall) else None,

@@ -18,6 +18,7 @@ SPEC_FILE = "scenetune_spec.yaml"
 MANIFEST_FILE = "split.csv"
 DATA_CHECK_FILE = "data_check.json"
 TIMINGS_FILE = "sweep_timings.json"  # where the sweep's time went, each result's arrival (search/clock.py)
+WARM_START_FILE = "warm_start.json"  # the experiments a sweep was warm-started from, the trials used
 
 # Written in each trial's folder: by Ray Tune, and by the trial itself.
 PARAMS_FILE = "params.json"

@@ -15,6 +15,7 @@ goes to ``progress`` (``print`` by default, as the CLI shows it).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -131,7 +132,7 @@ def load_sweep_spec(spec: Any, name: str | None = None, storage: str | None = No
 
 def sweep(spec: Any, name: str | None = None, storage: str | None = None, num_samples: int | None = None,
           address: str | None = None, resume: bool = False, verbose: bool = False,
-          progress: Progress = print) -> Experiment:
+          progress: Progress = print, warm_start: list[str] | None = None) -> Experiment:
     """Run (or ``resume``) a sweep to the end and return its experiment.
     ``spec``: a YAML path, a dict shaped like one, or a spec object;
     ``name``, ``storage`` and ``num_samples`` override the spec's.
@@ -139,9 +140,22 @@ def sweep(spec: Any, name: str | None = None, storage: str | None = None, num_sa
     ``verbose``: Ray Tune's per-trial boxes and TensorFlow's and Ray's own
     log lines too. Ctrl-C raises :class:`scenetune.search.run.SweepInterrupted`
     (a ``KeyboardInterrupt``) once the state is saved: ``resume=True``
-    continues it."""
+    continues it. ``warm_start``: earlier experiments (URIs) whose trials
+    the new sweep's Optuna study starts with, added to the spec's
+    ``search.warm_start`` (a resumed sweep's study has them already)."""
     from scenetune.search.run import run_sweep
 
-    uri = run_sweep(load_sweep_spec(spec, name, storage, num_samples), address=address, resume=resume,
-                    verbose=verbose)
+    spec = load_sweep_spec(spec, name, storage, num_samples)
+    if warm_start:
+        raw = spec.model_dump(mode="json")
+        raw["search"]["warm_start"] = [*spec.search.warm_start, *warm_start]
+        spec = load_sweep_spec(raw)
+    warm = None
+    if spec.search.warm_start and not resume:
+        from scenetune.analysis.warm_start import read_warm_start
+
+        objectives = [(o.metric, o.mode) for o in spec.objectives] or [(spec.metric, spec.mode)]
+        warm = read_warm_start(spec.search.warm_start, spec.trainable, objectives, spec.space, spec.fixed)
+        print(warm.line(), file=sys.stderr, flush=True)
+    uri = run_sweep(spec, address=address, resume=resume, verbose=verbose, warm=warm)
     return Experiment(uri, progress)

@@ -29,7 +29,8 @@ def cmd_sweep(args) -> int:
     strip_colours_unless_terminal()
     try:
         exp = api.sweep(args.spec, name=args.name, storage=args.storage, num_samples=args.num_samples,
-                        address=args.address, resume=args.resume, verbose=args.verbose).logs
+                        address=args.address, resume=args.resume, verbose=args.verbose,
+                        warm_start=args.warm_start).logs
     except KeyboardInterrupt:
         from scenetune.search.run import TERMINATED
 
@@ -146,9 +147,15 @@ def _experiment(uri: str) -> api.Experiment:
 
 
 def cmd_best(args) -> int:
-    from scenetune.analysis import best_trials, format_best, pareto_trials
+    from scenetune.analysis import best_trials, best_trials_of, format_best, pareto_trials
 
-    exp = _experiment(args.experiment).logs
+    if len(args.experiment) > 1:  # a series: ranked together by one metric (the first's unless --metric)
+        exps = [_experiment(uri).logs for uri in args.experiment]
+        metric, mode = args.metric or exps[0].metric, args.mode or exps[0].mode
+        print(format_best(best_trials_of(exps, metric, mode, args.scope, args.top), args.format, metric, mode,
+                          args.scope))
+        return 0
+    exp = _experiment(args.experiment[0]).logs
     metric, mode = args.metric or exp.metric, args.mode or exp.mode
     if exp.spec.get("objectives") and not args.metric:  # multi-objective: the Pareto set
         entries = pareto_trials(exp, args.scope)

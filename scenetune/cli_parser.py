@@ -71,9 +71,14 @@ def build_parser() -> Parser:
     p.add_argument("--storage", help="override storage (a path, s3://bucket/prefix, gs://...)")
     p.add_argument("--name", help="override the experiment name")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment of this name")
+    p.add_argument("--warm-start", action="append", metavar="EXPERIMENT",
+                   help="start the Optuna study from this earlier experiment's trials (repeatable; adds to the "
+                        "spec's search.warm_start)")
 
-    p = _command(sub, "best", "the best trials of an experiment", "scenetune best results/first --top 3")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
+    p = _command(sub, "best", "the best trials of an experiment, or of several ranked together",
+                 "scenetune best results/first results/second --top 3")
+    p.add_argument("experiment", nargs="+", help="experiment directory (path or s3://...); several: their trials "
+                                                 "ranked together, each row naming its experiment")
     p.add_argument("--metric", help="rank by this metric (default: the sweep's)")
     p.add_argument("--mode", choices=["max", "min"], help="default: the sweep's")
     p.add_argument("--scope", choices=["last", "all"], default="last",

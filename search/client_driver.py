@@ -68,7 +68,7 @@ def _stop_when_asked(stop: Queue, done: threading.Event) -> None:
 
 
 @ray.remote(max_retries=0, **NO_CPU)
-def drive_on_head(spec, resume: bool, verbose: bool, clock, output: Queue, stop: Queue) -> bool:
+def drive_on_head(spec, resume: bool, verbose: bool, clock, output: Queue, stop: Queue, warm=None) -> bool:
     """The driver's part of a sweep, on the head node; True when it ended
     before every trial did (Ctrl-C)."""
     from scenetune.search.run import drive
@@ -80,7 +80,7 @@ def drive_on_head(spec, resume: bool, verbose: bool, clock, output: Queue, stop:
     out, err = QueueStream(output, "out"), QueueStream(output, "err")
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return drive(spec, resume, verbose, clock)
+            return drive(spec, resume, verbose, clock, warm=warm)
     finally:
         out.flush()
         err.flush()
@@ -88,11 +88,11 @@ def drive_on_head(spec, resume: bool, verbose: bool, clock, output: Queue, stop:
         signal.signal(signal.SIGUSR1, previous)
 
 
-def drive_through_client(spec, resume: bool, verbose: bool, clock) -> bool:
+def drive_through_client(spec, resume: bool, verbose: bool, clock, warm=None) -> bool:
     """Run :func:`drive_on_head` and relay its output here until it ends;
     True when the sweep was interrupted."""
     output, stop = Queue(actor_options=NO_CPU), Queue(actor_options=NO_CPU)
-    task = drive_on_head.options(resources={HEAD: 0.001}).remote(spec, resume, verbose, clock, output, stop)
+    task = drive_on_head.options(resources={HEAD: 0.001}).remote(spec, resume, verbose, clock, output, stop, warm)
     stopping = False
     try:
         while True:

@@ -16,7 +16,7 @@ import optuna
 import yaml
 
 from scenetune.core import storage
-from scenetune.core.layout import SPEC_FILE, newest_state_file
+from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.progress import LineWriter, ProgressLine
@@ -154,14 +154,18 @@ def quiet_tune(verbose: bool):
         analysis_logger.removeFilter(_no_metrics_of_unstarted_trials)
 
 
-def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False, verbose: bool = False) -> str:
+def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False, verbose: bool = False,
+              warm=None) -> str:
     """Run (or resume) the sweep to the end; returns the experiment's URI.
     Where the time went (driver set-up, Ray start, each trial's wall and fit
     time) is written to the experiment's ``sweep_timings.json``. Ctrl-C
     raises :class:`SweepInterrupted` once Ray Tune has saved the state;
     ``--resume`` of a finished experiment returns it untouched. Nothing is
     written before the cluster answers. Through Ray Client the run itself
-    happens on the head node (:mod:`scenetune.search.client_driver`)."""
+    happens on the head node (:mod:`scenetune.search.client_driver`).
+    ``warm``: the earlier trials a new sweep's study starts with (a
+    :class:`scenetune.analysis.warm_start.WarmStart`: its ``trials`` and its
+    ``record``, kept in the experiment); a resumed one has them already."""
     clock = SweepClock()
     if resume:
         stored = storage.join(spec.experiment_uri, SPEC_FILE)
@@ -182,18 +186,20 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
 
             # paths as this machine's user means them, not as the head's working folder would read them
             spec = spec.model_copy(update={"storage": storage.normalize(spec.storage)})
-            interrupted = drive_through_client(spec, resume, verbose, clock)
+            interrupted = drive_through_client(spec, resume, verbose, clock, warm)
         else:
-            interrupted = drive(spec, resume, verbose, clock, checked=True)
+            interrupted = drive(spec, resume, verbose, clock, checked=True, warm=warm)
     if interrupted:
         raise SweepInterrupted(spec.experiment_uri)
     return spec.experiment_uri
 
 
-def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, checked: bool = False) -> bool:
+def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, checked: bool = False,
+          warm=None) -> bool:
     """Build (after the data check and split) or restore the Tuner and run it
     where Ray Tune's driver runs; True when the sweep ended before its trials.
-    ``checked``: the new experiment's name and storage were checked already."""
+    ``checked``: the new experiment's name and storage were checked already;
+    ``warm``: as :func:`run_sweep` takes it."""
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
     callbacks = [clock]
@@ -206,6 +212,9 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     else:
         with clock.phase("prepare_s"):
             prepared = prepare(spec, checked)
+        if warm is not None:
+            prepared.warm_trials = list(warm.trials)
+            storage.write_text(storage.join(prepared.experiment, WARM_START_FILE), json.dumps(warm.record, indent=1))
         tuner = build_tuner(prepared, callbacks, quiet=not verbose)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)

@@ -62,6 +62,9 @@ class SearchSpec(Strict):
     seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     points: list[dict[str, Any]] = Field(
         [], description="configurations tried first (keys declared in space; the rest sampled)")
+    warm_start: list[str] = Field(
+        [], description="earlier experiments (paths, s3://, gs://) whose finished trials that lie in this space "
+                        "enter the Optuna study before its first trial (docs/spec.md#warm-start)")
 
 
 class ResourcesSpec(Strict):
@@ -228,6 +231,8 @@ def _check_space(spec: SweepSpec) -> None:
                 raise SpecError(f"space.{key}: value {brief(value)} is not accepted: {detail}") from None
     _check_combinations(spec, params, model)
     _check_points(spec, params, model)
+    if spec.search.warm_start and (spec.search.algorithm != "optuna" or not params):
+        raise SpecError("search.warm_start: needs search.algorithm optuna and a space to search")
 
 
 def _point_items(point: dict, params: dict[str, Param]):

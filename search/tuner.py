@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from ray import tune
@@ -65,28 +65,34 @@ class Prepared:
     manifest_uri: str
     classes: list[str]
     data_check: object = None  # scenetune.trainables.data.datacheck.DataCheck
+    warm_trials: list = field(default_factory=list)  # earlier experiments' Optuna trials (warm start)
 
 
-def study_with_points(points: list[dict], mode, sampler) -> optuna.storages.BaseStorage | None:
-    """Optuna's storage with ``points`` enqueued as the study's first trials,
-    for OptunaSearch to load. Optuna samples the keys a point leaves out; Ray's
-    own ``points_to_evaluate`` refuses a point that does not name every key."""
-    if not points:
+def study_with_points(points: list[dict], mode, sampler,
+                      warm: list | None = None) -> optuna.storages.BaseStorage | None:
+    """Optuna's storage with the ``warm`` trials (earlier experiments' Optuna
+    trials, :mod:`scenetune.analysis.warm_start`) and then ``points`` enqueued
+    as the study's first trials, for OptunaSearch to load. Optuna samples the
+    keys a point leaves out; Ray's own ``points_to_evaluate`` refuses a point
+    that does not name every key, and takes no learning curves."""
+    if not points and not warm:
         return None
     storage = optuna.storages.InMemoryStorage()
     modes = mode if isinstance(mode, list) else [mode]
     study = optuna.create_study(storage=storage, study_name=STUDY_NAME, sampler=sampler,
                                 directions=["minimize" if m == "min" else "maximize" for m in modes])
+    study.add_trials(warm or [])
     for point in points:
         study.enqueue_trial(point)
     return storage
 
 
-def searcher_and_space(spec: SweepSpec, chosen=None):
+def searcher_and_space(spec: SweepSpec, chosen=None, warm: list | None = None):
     """``(search_alg, param_space)``: Optuna gets the declared distributions and
     Tune the constants; random and grid hand Tune the domains themselves.
     ``chosen``: the sweep's scheduler; when it holds trials at its rungs,
-    random and grid search leave them out of ``max_concurrent``."""
+    random and grid search leave them out of ``max_concurrent``. ``warm``: the
+    earlier trials the Optuna study starts with."""
     params = list(spec.params.values())
     points = spec.search.points
     if spec.search.algorithm == "optuna" and params:
@@ -94,7 +100,7 @@ def searcher_and_space(spec: SweepSpec, chosen=None):
         metric, mode = spec.metric, spec.mode
         if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front
             metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
-        storage = study_with_points([flatten(unflatten(flatten(p)), sep="/") for p in points], mode, sampler)
+        storage = study_with_points([flatten(unflatten(flatten(p)), sep="/") for p in points], mode, sampler, warm)
         searcher = OptunaSearch(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler,
                                 storage=storage, study_name=STUDY_NAME)
         return searcher, {}
@@ -210,7 +216,7 @@ def build_tuner(prepared: Prepared, callbacks: list | None = None, quiet: bool =
     progress line stands for it)."""
     spec = prepared.spec
     chosen = scheduler(spec)
-    search_alg, space = searcher_and_space(spec, chosen)
+    search_alg, space = searcher_and_space(spec, chosen, prepared.warm_trials)
     sweep_set = {"data": {"root": spec.data.root, "manifest": prepared.manifest_uri, "classes": prepared.classes},
                  "checkpoint_epochs": spec.checkpoint_epochs()}
     param_space = deep_merge(deep_merge(spec.fixed, space), sweep_set)

@@ -4,6 +4,7 @@ and ``scenetune best``."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import warnings
@@ -57,6 +58,7 @@ def _epoch_values(exp, trial_id: str, metric: str) -> dict[int, float]:
 def test_every_trial_is_exported_with_its_params_distributions_values_and_epochs(known_experiment, tmp_path):
     exp = load_experiment(known_experiment)
     url = f"sqlite:///{tmp_path}/study.db"
+    exported = datetime.datetime.now()
     export_study(exp, url)
     study = optuna.load_study(study_name="known", storage=url)  # default name: the experiment's
     assert study.directions == [StudyDirection.MAXIMIZE] and study.metric_names == ["val_accuracy"]
@@ -74,6 +76,11 @@ def test_every_trial_is_exported_with_its_params_distributions_values_and_epochs
         assert trial.distributions == space
         assert trial.user_attrs["trial_dir"] == row["trial_dir"] and trial.user_attrs["epochs"] == 2
         assert trial.user_attrs["status"] == "completed" and trial.user_attrs["train_time_s"] == row["train_time_s"]
+        # each trial's own first start and last result (optuna-dashboard's timeline), not the export's moment
+        assert trial.datetime_start == datetime.datetime.fromtimestamp(row["started_at"])
+        assert trial.datetime_complete == datetime.datetime.fromtimestamp(row["ended_at"])
+        assert trial.datetime_start < trial.datetime_complete < exported
+    assert len({t.datetime_start for t in study.trials}) > 1, "the trials started at different moments"
 
 
 @pytest.mark.parametrize("experiment", ["known_experiment", "damaged_experiment"])
