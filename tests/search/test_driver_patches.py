@@ -34,6 +34,15 @@ from tests.search.test_ray_compat import one_warning_line, ray_s_own
 KEEP = 2  # checkpoint.num_to_keep, scenetune's default
 
 
+@pytest.fixture
+def ray_up(ray_local):
+    """Ray running in this process (a trial's driver folder lies in its
+    session): a CLI sweep earlier in the session shuts down the one of ray_local."""
+    if not ray_local.is_initialized():
+        ray_local.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    return ray_local
+
+
 def a_trial(tmp_path, name: str = "trial") -> Trial:
     """A trial of Ray Tune's with its folders, as the controller makes it (the
     driver's folder is named by the second, so each test's sweep has its own name)."""
@@ -51,7 +60,7 @@ def logged_epochs(trial: Trial) -> list[int]:
 
 
 @pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
-def test_a_resumed_trial_keeps_the_rows_logged_since_the_last_sync(ray_local, monkeypatch, tmp_path, patched):
+def test_a_resumed_trial_keeps_the_rows_logged_since_the_last_sync(ray_up, monkeypatch, tmp_path, patched):
     monkeypatch.setattr(LoggerCallback, "_restore_from_remote", ray_s_own(LoggerCallback._restore_from_remote))
     if patched:
         assert keep_the_drivers_trial_logs()
@@ -73,7 +82,7 @@ def test_a_resumed_trial_keeps_the_rows_logged_since_the_last_sync(ray_local, mo
     assert logged_epochs(trial) == ([1, 2, 3, 4] if patched else [1, 4])
 
 
-def test_a_restored_sweep_s_new_driver_still_takes_storage_s_rows(ray_local, tmp_path):
+def test_a_restored_sweep_s_new_driver_still_takes_storage_s_rows(ray_up, tmp_path):
     """Where the driver has no copy (a sweep resumed by another driver), the
     rows come from storage, as with Ray alone."""
     assert keep_the_drivers_trial_logs()
@@ -99,7 +108,7 @@ def checkpoint(trial: Trial, tmp_path, number: int) -> None:
 
 
 @pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
-def test_a_snapshot_is_forced_only_when_a_checkpoint_it_names_was_deleted(ray_local, monkeypatch, tmp_path, patched):
+def test_a_snapshot_is_forced_only_when_a_checkpoint_it_names_was_deleted(ray_up, monkeypatch, tmp_path, patched):
     """As the controller does: each trial checkpoint is handed to the manager,
     which is then asked for a snapshot (taken only when forced: Ray's throttle
     is out of the way here). A trial that had no checkpoint at the last
