@@ -206,44 +206,6 @@ def fresh_process_when_reuse_fails() -> bool:
                  needs=("_remove_actor", "_set_trial_status", "_schedule_trial_actor"))
 
 
-def fewer_forced_snapshots() -> bool:
-    """Force a snapshot of the experiment state only where a checkpoint it names is gone.
-
-    Ray 2.60's ``_ExperimentCheckpointManager.on_trial_checkpoint`` forces a
-    snapshot (every trial's state and the searcher's, past its own throttle)
-    once a trial has saved ``checkpoint.num_to_keep`` checkpoints since the
-    last one, as by then the checkpoint that snapshot names for the trial has
-    been deleted. A trial that had no checkpoint at the last snapshot has none
-    named there, yet forced one too: with checkpoints at ASHA's rungs most
-    trials did, 0.4 snapshots a trial each slower as the sweep grew
-    (benchmarks/driver_scale.py). This leaves those to Ray's throttle."""
-    slow = "the driver saves the whole experiment state after most trials' checkpoints, slower as the sweep grows"
-    owner = _ray_class("ray.tune.execution.experiment_state", "_ExperimentCheckpointManager", slow)
-    used = ("_sync_every_n_trial_checkpoints", "_trial_num_checkpoints_since_last_sync", "_should_force_sync_up")
-    if owner is None:  # _ray_class warned
-        return False
-    missing = [attr for attr in used if attr not in owner.__init__.__code__.co_names]  # set there, per instance
-    if missing:
-        return _lost([f"_ExperimentCheckpointManager.{attr}" for attr in missing], slow)
-
-    def only_when_a_named_checkpoint_is_gone(original):
-        def on_trial_checkpoint(self, trial):
-            keep = self._sync_every_n_trial_checkpoints
-            totals = self.__dict__.setdefault("_scenetune_checkpoints", {})  # trial -> its checkpoints
-            if trial not in totals:  # the checkpoints it kept before (a resumed sweep's), the new one aside
-                kept = getattr(getattr(trial.run_metadata, "checkpoint_manager", None), "_checkpoint_results", None)
-                totals[trial] = len(kept) - 1 if kept and keep and keep > 1 else 1  # unknown: as Ray does
-            totals[trial] += 1
-            forced = self._should_force_sync_up
-            original(self, trial)
-            since = self._trial_num_checkpoints_since_last_sync.get(trial, 0)
-            if keep and totals[trial] <= since:  # every checkpoint it has came after the last snapshot
-                self._should_force_sync_up = forced
-        return on_trial_checkpoint
-
-    return _wrap(owner, "on_trial_checkpoint", only_when_a_named_checkpoint_is_gone, slow)
-
-
 def keep_the_drivers_trial_logs() -> bool:
     """Keep the rows a paused trial logged before it resumes.
 

@@ -21,7 +21,6 @@ from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
-    fewer_forced_snapshots,
     fresh_process_when_reuse_fails,
     keep_the_drivers_trial_logs,
     quiet_trial_boxes,
@@ -221,7 +220,6 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     save_every_trial_status()
     fresh_process_when_reuse_fails()
     keep_the_drivers_trial_logs()
-    fewer_forced_snapshots()
     slots = trial_slots(spec)
     try:
         with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,

@@ -1,18 +1,12 @@
-"""Two of search/ray_compat.py's patches of the sweep's driver at work, with
-Ray Tune's own ``Trial``, storage, ``JsonLoggerCallback`` and experiment
-checkpoint manager (``ray-alone``: Ray's own method):
-
-- ``keep_the_drivers_trial_logs``: a paused trial that resumes keeps the
-  result.json rows its driver logged (Ray copies storage's older copy over
-  them); tests/search/test_hyperband.py shows it in a whole HyperBand band;
-- ``fewer_forced_snapshots``: the experiment state is saved past Ray's
-  throttle only when a checkpoint the last snapshot names has been deleted
-  (benchmarks/driver_scale.py measures what that saves)."""
+"""search/ray_compat.py's ``keep_the_drivers_trial_logs`` at work, with Ray
+Tune's own ``Trial``, storage and ``JsonLoggerCallback`` (``ray-alone``: Ray's
+own method): a paused trial that resumes keeps the result.json rows its
+driver logged (Ray copies storage's older copy over them);
+tests/search/test_hyperband.py shows it in a whole HyperBand band."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 
@@ -21,15 +15,13 @@ from ray import tune
 from ray.train import Checkpoint, CheckpointConfig
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext
-from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.logger.logger import LoggerCallback
 
-from scenetune.search import ray_compat
-from scenetune.search.ray_compat import fewer_forced_snapshots, keep_the_drivers_trial_logs
+from scenetune.search.ray_compat import keep_the_drivers_trial_logs
 from tests.known_curves import checkpointed_lines
-from tests.search.test_ray_compat import one_warning_line, ray_s_own
+from tests.search.test_ray_compat import ray_s_own
 
 KEEP = 2  # checkpoint.num_to_keep, scenetune's default
 
@@ -98,60 +90,3 @@ def test_a_restored_sweep_s_new_driver_still_takes_storage_s_rows(ray_up, tmp_pa
     logger.log_trial_result(3, trial, {"epoch": 3})
     logger.log_trial_end(trial)
     assert logged_epochs(trial) == [1, 2, 3]
-
-
-def checkpoint(trial: Trial, tmp_path, number: int) -> None:
-    """The trial saves checkpoint ``number`` (Ray deletes those past the newest KEEP)."""
-    folder = tmp_path / f"{trial.storage.trial_dir_name}_checkpoint_{number:06d}"
-    folder.mkdir()
-    trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(str(folder)), metrics={"epoch": number}))
-
-
-@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
-def test_a_snapshot_is_forced_only_when_a_checkpoint_it_names_was_deleted(ray_up, monkeypatch, tmp_path, patched):
-    """As the controller does: each trial checkpoint is handed to the manager,
-    which is then asked for a snapshot (taken only when forced: Ray's throttle
-    is out of the way here). A trial that had no checkpoint at the last
-    snapshot forces none with the patch."""
-    monkeypatch.setattr(_ExperimentCheckpointManager, "on_trial_checkpoint",
-                        ray_s_own(_ExperimentCheckpointManager.on_trial_checkpoint))
-    if patched:
-        assert fewer_forced_snapshots()
-    first, second = a_trial(tmp_path, "first"), a_trial(tmp_path, "second")
-    manager = _ExperimentCheckpointManager(storage=first.storage, checkpoint_period=10**9,
-                                           sync_every_n_trial_checkpoints=KEEP)
-    snapshots = []
-
-    def snapshot(force=False):
-        def save():
-            os.makedirs(first.storage.experiment_driver_staging_path, exist_ok=True)
-            snapshots.append(force)
-        manager.sync_up_experiment_state(save_fn=save, force=force, wait=True)
-
-    def forced_after(trial, numbers) -> int:
-        before = len(snapshots)
-        for number in numbers:
-            checkpoint(trial, tmp_path, number)
-            manager.on_trial_checkpoint(trial)
-            snapshot()
-        return len(snapshots) - before
-
-    snapshot(force=True)  # the sweep's start
-    assert forced_after(first, [1, 2]) == (0 if patched else 1), "no snapshot named the first trial's checkpoints"
-    snapshot(force=True)  # the throttle's snapshot: it names the first trial's checkpoint 2
-    assert forced_after(first, [3, 4]) == 1, "checkpoint 2 was deleted: a resume needs the state to name 4"
-    assert not os.path.exists(tmp_path / "first_checkpoint_000002")
-    assert forced_after(second, [1, 2, 3]) == (0 if patched else 1)
-    assert forced_after(first, [5]) == 0
-
-
-def test_a_checkpoint_manager_without_the_counts_it_reads_leaves_the_patch_out(monkeypatch, caplog):
-    """The counts the patch reads are set per instance, in ``__init__``: a Ray
-    whose ``__init__`` sets none of them gets Ray's own method and one warning line."""
-    monkeypatch.setattr(_ExperimentCheckpointManager, "on_trial_checkpoint",
-                        ray_s_own(_ExperimentCheckpointManager.on_trial_checkpoint))
-    monkeypatch.setattr(_ExperimentCheckpointManager, "__init__", lambda self, **kwargs: None)
-    with caplog.at_level(logging.WARNING, logger=ray_compat.__name__):
-        assert fewer_forced_snapshots() is False
-    one_warning_line(caplog, "_ExperimentCheckpointManager._should_force_sync_up")
-    assert not getattr(_ExperimentCheckpointManager.on_trial_checkpoint, "_scenetune", False)

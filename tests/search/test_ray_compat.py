@@ -25,8 +25,6 @@ own methods, showing what the patch changes):
   tests/search/test_hyperband.py::test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band;
 - ``keep_the_drivers_trial_logs`` (``LoggerCallback._restore_from_remote``):
   tests/search/test_driver_patches.py, and test_hyperband.py's band above;
-- ``fewer_forced_snapshots`` (``_ExperimentCheckpointManager.on_trial_checkpoint``):
-  tests/search/test_driver_patches.py;
 - ``set_restored_callbacks`` (``Tuner._local_tuner._run_config``):
   test_a_restored_tuner_runs_the_new_callbacks_not_the_pickled_ones;
 - ``quiet_trial_boxes`` (``ray.tune.experimental.output``):
@@ -53,7 +51,6 @@ import ray
 from ray import tune
 from ray.air.execution._internal.actor_manager import RayActorManager
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
-from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experimental import output
 from ray.tune.logger.logger import LoggerCallback
@@ -62,7 +59,6 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from scenetune.search import ray_compat
 from scenetune.search.ray_compat import (
     TrialWorkerKilled,
-    fewer_forced_snapshots,
     fresh_process_when_reuse_fails,
     keep_the_drivers_trial_logs,
     quiet_trial_boxes,
@@ -79,8 +75,7 @@ WRAPPED = [(tolerate_killed_trial_workers, RayActorManager, "_actor_task_failed"
            (recycle_grown_workers, TuneController, "_maybe_cache_trial_actor"),
            (save_every_trial_status, TuneController, "_get_trial_checkpoints"),
            (fresh_process_when_reuse_fails, TuneController, "_on_trial_reset"),
-           (keep_the_drivers_trial_logs, LoggerCallback, "_restore_from_remote"),
-           (fewer_forced_snapshots, _ExperimentCheckpointManager, "on_trial_checkpoint")]
+           (keep_the_drivers_trial_logs, LoggerCallback, "_restore_from_remote")]
 
 
 def apply(patch) -> bool:
