@@ -59,17 +59,18 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
     def running_on_victim():
-        # Epochs 3 to 8: past the first checkpoint (every 2 epochs), and well before ASHA's rung
-        # at 12, where a trial stopped by ASHA would leave a last row that is not
+        # Epochs 3 to 6: past the first checkpoint (every 2 epochs), and well before ASHA's rung
+        # at 12, where a trial held or stopped by ASHA would leave a last row that is not
         # `done` either: killing an idle node would then fail no trial. The
-        # driver writes result.json a little behind the trial, so the trial
-        # must have epochs to go when the kill lands (with 8, one had finished).
+        # driver writes result.json a little behind the trial (up to a snapshot, 4 epochs here),
+        # so the trial must have epochs to go when the kill lands (with 8, a loaded
+        # full suite twice saw the trial reach the rung first: 0 failures).
         for trial in trial_dirs(experiment):
             rows = rows_of(trial)
-            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 8 and not rows[-1]["done"]:
+            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 6 and not rows[-1]["done"]:
                 return trial
     # An epoch here takes a fraction of a second: look often.
-    trial = wait_until(running_on_victim, 300, "trial with 3 epochs on the victim node", driver, every=0.05)
+    trial = wait_until(running_on_victim, 300, "trial with 3 to 6 epochs on the victim node", driver, every=0.05)
     cluster.kill_raylet(victim)
     assert driver.wait() == 0, driver.tail()
 
