@@ -29,7 +29,7 @@ from scenetune.analysis.experiment import Experiment, load_experiment
 from scenetune.analysis.study import experiment_trials
 from scenetune.core.errors import UserError
 from scenetune.core.trees import flatten
-from scenetune.spaces import optuna_distribution, parse_space
+from scenetune.spaces import parse_space, to_optuna
 from scenetune.spaces.params import brief
 
 FINISHED = ("completed", "stopped")  # what a warm start can learn from
@@ -67,7 +67,7 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
     ``space`` with its ``fixed`` values, as Optuna trials of that space.
     ``objectives``: the new sweep's (metric, mode) pairs, in order."""
     params = parse_space(space)
-    distributions = {"/".join(p.path): optuna_distribution(p) for p in params.values()}
+    distributions = to_optuna(params.values())  # named as OptunaSearch names them
     fixed_values = {k: v for k, v in flatten(fixed).items() if not k.startswith("data.")}
     warm = WarmStart(list(uris))
     for uri in uris:
@@ -76,11 +76,11 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
         warm.total += len(exp.trials)
         rows = []
         for _, row in exp.trials.iterrows():
-            reason = _left_out_because(exp, row, params, fixed_values)
+            values = _values(exp, str(row["trial_id"]))
+            reason = _left_out_because(row["status"], values, params, fixed_values)
             if reason:
                 warm.left_out[reason] += 1
                 continue
-            values = _values(exp, str(row["trial_id"]))
             row = row.copy()
             for key, param in params.items():  # under the names OptunaSearch gives them
                 row[f"config/{'/'.join(param.path)}"] = values[key]
@@ -113,10 +113,9 @@ def _values(exp: Experiment, trial_id: str) -> dict:
     return {**flatten(exp.resolved.get(trial_id, {})), **flatten(exp.configs.get(trial_id, {}))}
 
 
-def _left_out_because(exp: Experiment, row: pd.Series, params: dict, fixed: dict) -> str | None:
-    if row["status"] not in FINISHED:
+def _left_out_because(status: str, values: dict, params: dict, fixed: dict) -> str | None:
+    if status not in FINISHED:
         return "unfinished (errored, running or pending)"
-    values = _values(exp, str(row["trial_id"]))
     for key, value in fixed.items():
         theirs = values.get(key, MISSING)
         if theirs is not MISSING and theirs != value:
