@@ -206,6 +206,52 @@ def fresh_process_when_reuse_fails() -> bool:
                  needs=("_remove_actor", "_set_trial_status", "_schedule_trial_actor"))
 
 
+SNAPSHOT_PACE = 19  # Ray's own budget for its periodic snapshots: 1 part saving, 19 parts the rest
+
+
+def paced_forced_snapshots() -> bool:
+    """Take the snapshots Ray forces at most as often as its own budget allows.
+
+    Ray 2.60's ``_ExperimentCheckpointManager`` forces a snapshot of the
+    experiment state (every trial's state and the searcher's) past its
+    throttle once a trial has saved ``checkpoint.num_to_keep`` checkpoints
+    since the last one; with checkpoints at the rungs most trials do, 0.4
+    snapshots a trial, each slower as the sweep grows (the searcher's study
+    and the trial list are saved whole): the driver's time per trial grew
+    1.9x over 2,000 trials (benchmarks/driver_scale.py). Here a forced
+    snapshot asked for sooner than ``SNAPSHOT_PACE`` times the last
+    snapshot's saving time after it waits, its flag still set, until that
+    time has passed; so saving takes at most a twentieth of the driver's time,
+    as Ray budgets its periodic snapshots. A small sweep's snapshot takes a few
+    milliseconds, so its forced snapshots come as before; at 2,000 trials one
+    takes a tenth of a second and the wait is under two seconds. A snapshot
+    asked for with ``force`` (the sweep's end, a stop) is never held back."""
+    slow = "the driver saves the whole experiment state after most trials' checkpoints, slower as the sweep grows"
+    owner = _ray_class("ray.tune.execution.experiment_state", "_ExperimentCheckpointManager", slow)
+    if owner is None:  # _ray_class warned
+        return False
+    missing = [f"_ExperimentCheckpointManager.{attr}" for attr in ("_should_force_sync_up", "_last_save_time")
+               if attr not in owner.__init__.__code__.co_names]  # set there, per instance
+    if missing:
+        return _lost(missing, slow)
+
+    def paced(original):
+        def sync_up_experiment_state(self, save_fn, force=False, wait=False):
+            took = self.__dict__.get("_scenetune_save_s", 0.0)
+            if not force and self._should_force_sync_up and \
+                    time.monotonic() - self._last_save_time < SNAPSHOT_PACE * took:
+                return None  # the flag stays set: taken once the pace allows
+
+            def timed_save():
+                start = time.monotonic()
+                save_fn()
+                self.__dict__["_scenetune_save_s"] = time.monotonic() - start
+            return original(self, timed_save, force=force, wait=wait)
+        return sync_up_experiment_state
+
+    return _wrap(owner, "sync_up_experiment_state", paced, slow)
+
+
 def keep_the_drivers_trial_logs() -> bool:
     """Keep the rows a paused trial logged before it resumes.
 

@@ -23,6 +23,7 @@ from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
     keep_the_drivers_trial_logs,
+    paced_forced_snapshots,
     quiet_trial_boxes,
     recycle_grown_workers,
     save_every_trial_status,
@@ -220,6 +221,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     save_every_trial_status()
     fresh_process_when_reuse_fails()
     keep_the_drivers_trial_logs()
+    paced_forced_snapshots()
     slots = trial_slots(spec)
     try:
         with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,

@@ -1,27 +1,36 @@
-"""search/ray_compat.py's ``keep_the_drivers_trial_logs`` at work, with Ray
-Tune's own ``Trial``, storage and ``JsonLoggerCallback`` (``ray-alone``: Ray's
-own method): a paused trial that resumes keeps the result.json rows its
-driver logged (Ray copies storage's older copy over them);
-tests/search/test_hyperband.py shows it in a whole HyperBand band."""
+"""Two of search/ray_compat.py's patches of the sweep's driver at work, with
+Ray Tune's own ``Trial``, storage, ``JsonLoggerCallback`` and experiment
+checkpoint manager (``ray-alone``: Ray's own method):
+
+- ``keep_the_drivers_trial_logs``: a paused trial that resumes keeps the
+  result.json rows its driver logged (Ray copies storage's older copy over
+  them); tests/search/test_hyperband.py shows it in a whole HyperBand band;
+- ``paced_forced_snapshots``: a snapshot Ray forces waits until its pace
+  allows, and is then taken (benchmarks/driver_scale.py measures what that
+  saves)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import time
 
 import pytest
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext
+from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.logger.logger import LoggerCallback
 
-from scenetune.search.ray_compat import keep_the_drivers_trial_logs
+from scenetune.search import ray_compat
+from scenetune.search.ray_compat import SNAPSHOT_PACE, keep_the_drivers_trial_logs, paced_forced_snapshots
 from tests.known_curves import checkpointed_lines
-from tests.search.test_ray_compat import ray_s_own
+from tests.search.test_ray_compat import one_warning_line, ray_s_own
 
 KEEP = 2  # checkpoint.num_to_keep, scenetune's default
 
@@ -90,3 +99,61 @@ def test_a_restored_sweep_s_new_driver_still_takes_storage_s_rows(ray_up, tmp_pa
     logger.log_trial_result(3, trial, {"epoch": 3})
     logger.log_trial_end(trial)
     assert logged_epochs(trial) == [1, 2, 3]
+
+
+SAVE_S = 0.05  # how long the test's snapshot takes to save
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+def test_a_forced_snapshot_waits_for_its_pace_and_is_then_taken(ray_up, monkeypatch, tmp_path, patched):
+    """As the controller does: each trial checkpoint is handed to the manager,
+    which is then asked for a snapshot at every step; Ray's own throttle is
+    out of the way here (a period of 10**9 s), so only forced ones are taken."""
+    monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",
+                        ray_s_own(_ExperimentCheckpointManager.sync_up_experiment_state))
+    if patched:
+        assert paced_forced_snapshots()
+    trial = a_trial(tmp_path)
+    manager = _ExperimentCheckpointManager(storage=trial.storage, checkpoint_period=10**9,
+                                           sync_every_n_trial_checkpoints=KEEP)
+    saved = []
+
+    def step(force=False):
+        def save():
+            os.makedirs(trial.storage.experiment_driver_staging_path, exist_ok=True)
+            time.sleep(SAVE_S)
+            saved.append(time.monotonic())
+        manager.sync_up_experiment_state(save_fn=save, force=force, wait=True)
+
+    step(force=True)  # the sweep's start
+    for number in (1, 2):  # KEEP checkpoints since that snapshot: Ray forces one
+        folder = tmp_path / f"checkpoint_{number:06d}"
+        folder.mkdir()
+        trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(str(folder)),
+                                            metrics={"epoch": number}))
+        manager.on_trial_checkpoint(trial)
+    asked = time.monotonic()
+    step()
+    if not patched:
+        assert len(saved) == 2, "Ray alone takes the forced snapshot at once"
+        return
+    assert len(saved) == 1 and manager._should_force_sync_up, "held back, still asked for"
+    while len(saved) == 1 and time.monotonic() - asked < 10:
+        step()
+        time.sleep(0.01)
+    assert len(saved) == 2 and not manager._should_force_sync_up
+    waited = saved[1] - SAVE_S - saved[0]
+    assert SNAPSHOT_PACE * SAVE_S * 0.9 <= waited <= SNAPSHOT_PACE * SAVE_S + 1.0, waited
+    step(force=True)  # the sweep's end or a stop: never held back
+    assert len(saved) == 3
+
+
+def test_a_manager_without_the_force_flag_leaves_the_pacing_out_with_one_warning_line(monkeypatch, caplog):
+    """The flag and the time it reads are set per instance, in ``__init__``."""
+    monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",
+                        ray_s_own(_ExperimentCheckpointManager.sync_up_experiment_state))
+    monkeypatch.setattr(_ExperimentCheckpointManager, "__init__", lambda self, **kwargs: None)
+    with caplog.at_level(logging.WARNING, logger=ray_compat.__name__):
+        assert paced_forced_snapshots() is False
+    one_warning_line(caplog, "_ExperimentCheckpointManager._should_force_sync_up")
+    assert not getattr(_ExperimentCheckpointManager.sync_up_experiment_state, "_scenetune", False)

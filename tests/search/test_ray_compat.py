@@ -25,6 +25,9 @@ own methods, showing what the patch changes):
   tests/search/test_hyperband.py::test_a_process_that_cannot_be_reset_is_replaced_not_left_to_hang_the_band;
 - ``keep_the_drivers_trial_logs`` (``LoggerCallback._restore_from_remote``):
   tests/search/test_driver_patches.py, and test_hyperband.py's band above;
+- ``paced_forced_snapshots``
+  (``_ExperimentCheckpointManager.sync_up_experiment_state``):
+  tests/search/test_driver_patches.py, with Ray's own checkpoint manager;
 - ``set_restored_callbacks`` (``Tuner._local_tuner._run_config``):
   test_a_restored_tuner_runs_the_new_callbacks_not_the_pickled_ones;
 - ``quiet_trial_boxes`` (``ray.tune.experimental.output``):
@@ -51,6 +54,7 @@ import ray
 from ray import tune
 from ray.air.execution._internal.actor_manager import RayActorManager
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError
+from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experimental import output
 from ray.tune.logger.logger import LoggerCallback
@@ -61,6 +65,7 @@ from scenetune.search.ray_compat import (
     TrialWorkerKilled,
     fresh_process_when_reuse_fails,
     keep_the_drivers_trial_logs,
+    paced_forced_snapshots,
     quiet_trial_boxes,
     recycle_grown_workers,
     save_every_trial_status,
@@ -75,7 +80,8 @@ WRAPPED = [(tolerate_killed_trial_workers, RayActorManager, "_actor_task_failed"
            (recycle_grown_workers, TuneController, "_maybe_cache_trial_actor"),
            (save_every_trial_status, TuneController, "_get_trial_checkpoints"),
            (fresh_process_when_reuse_fails, TuneController, "_on_trial_reset"),
-           (keep_the_drivers_trial_logs, LoggerCallback, "_restore_from_remote")]
+           (keep_the_drivers_trial_logs, LoggerCallback, "_restore_from_remote"),
+           (paced_forced_snapshots, _ExperimentCheckpointManager, "sync_up_experiment_state")]
 
 
 def apply(patch) -> bool:
