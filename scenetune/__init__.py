@@ -14,9 +14,9 @@ Importing this package is cheap: the API's modules load on first use.
 from scenetune.core.errors import UserError
 
 __version__ = "0.1.0"
-__all__ = ["Experiment", "UserError", "load_experiment", "sweep", "__version__"]
+__all__ = ["Experiment", "UserError", "load_experiment", "report", "sweep", "__version__"]
 
-_API = ("Experiment", "load_experiment", "sweep")
+_API = ("Experiment", "load_experiment", "report", "sweep")
 
 
 def __getattr__(name):

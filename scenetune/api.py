@@ -117,6 +117,15 @@ def load_experiment(uri: str, progress: Progress = print) -> Experiment:
     return Experiment(str(uri), progress)
 
 
+def report(uris: list[str], out: str | None = None, by: str | None = None, progress: Progress = print) -> str:
+    """The report of several experiments read as one series (each one's own
+    report in ``out/<name>/``, a first page ranking every trial together);
+    one URI: that experiment's report. Returns the first page's path."""
+    from scenetune.analysis.report import write_series_report
+
+    return write_series_report([str(u) for u in uris], out, by, progress=progress)
+
+
 def load_sweep_spec(spec: Any, name: str | None = None, storage: str | None = None,
                     num_samples: int | None = None):
     """A checked sweep spec from a YAML path, a dict, or a spec object."""

@@ -178,9 +178,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from scenetune.analysis.report import write_report
+    from scenetune.api import report
 
-    write_report(args.experiment, args.out, args.by, progress=_progress)
+    report(args.experiment, args.out, args.by, progress=_progress)
     return 0
 
 

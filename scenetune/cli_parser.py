@@ -95,8 +95,10 @@ def build_parser() -> Parser:
 
     p = _command(sub, "report", "tables, figures and report.html of an experiment, from its logs",
                  "scenetune report results/first")
-    p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--out", help="report folder (default: EXPERIMENT/report, or ./report-NAME for remote ones)")
+    p.add_argument("experiment", nargs="+", help="experiment directory (path or s3://...); several: a series, "
+                                                 "their trials ranked together and each one's report in a folder")
+    p.add_argument("--out", help="report folder (default: EXPERIMENT/report, or ./report-NAME for remote ones; "
+                                 "several: ./report-FIRST-to-LAST)")
     p.add_argument("--by", help="Table 1's parameter (default: image_size, else the first searched one)")
 
     p = _command(sub, "evaluate", "evaluate the best trial once on the test split (writes EXPERIMENT/final)",

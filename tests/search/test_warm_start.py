@@ -97,6 +97,20 @@ def test_the_study_holds_the_earlier_trials_first_and_tpe_skips_its_random_start
     values = [e["val_accuracy"] for e in best]
     assert values == sorted(values, reverse=True)
 
+    # `report` of the series: the earlier trials the warm start used are marked, and the later report says so
+    out = tmp_path / "series"
+    assert main(["report", earlier, experiment, "--out", str(out)]) == 0
+    import pandas as pd
+
+    trials = pd.read_csv(out / "tables" / "series_trials.csv").fillna("")
+    marked = trials.set_index(["experiment", "trial"])["warm_start_of"].to_dict()
+    assert {t for (e, t), by in marked.items() if by == "later"} == set(record["used"][earlier])
+    assert all(by == "" for (e, _), by in marked.items() if e == "later")
+    warm_table = pd.read_csv(out / "later" / "tables" / "warm_start_trials.csv")
+    assert sorted(warm_table["trial"]) == sorted(record["used"][earlier])
+    assert "## Warm start" in open(out / "later" / "report.md").read()
+    assert "## Warm start" not in open(out / "earlier" / "report.md").read()
+
 
 @pytest.mark.parametrize("space, fixed, used, line", [
     (EARLIER_SPACE, {"epochs": 3}, 6, "warm start: 6 of 6 earlier trials used"),
