@@ -37,6 +37,7 @@ import yaml
 from scenetune.analysis import load_experiment
 from scenetune.cli import main
 from scenetune.core import storage
+from tests.cli.test_cli import NOISE
 from tests.cluster.raycluster import free_port
 
 pytestmark = pytest.mark.slow
@@ -234,7 +235,13 @@ def test_ray_up_exec_and_down_on_loopback_then_a_sweep_on_that_cluster(onprem, m
                       "storage": f"{onprem['bucket']}/rayup", "search": {"num_samples": 2, "max_concurrent": 1},
                       "space": {"learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}}})
     ray_cli(onprem, "rsync-up", config, spec, "~/sweep.yaml")
-    ray_cli(onprem, "exec", config, "scenetune sweep ~/sweep.yaml --address auto")
+    # the sweep's own output apart from ray exec's: as quiet as on a laptop
+    ray_cli(onprem, "exec", config, "scenetune sweep ~/sweep.yaml --address auto > ~/sweep.log 2>&1")
+    with open(os.path.join(home, "sweep.log")) as f:
+        output = f.read()
+    assert len(output.splitlines()) <= 40, output
+    assert {what for what, text in NOISE.items() if text in output} == set(), output
+    assert "trials: 2 completed" in output, output
 
     uri = f"{onprem['bucket']}/rayup/on-the-cluster"
     exp = load_experiment(uri)
