@@ -9,11 +9,12 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from scenetune.analysis.best import best_trials
+from scenetune.analysis.best import best_in_report, infeasible_trials
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import read_final
 from scenetune.analysis.section import Section
 from scenetune.analysis.tables import scored_trials
+from scenetune.core.constraints import describe
 
 
 def compute_account(exp: Experiment) -> dict:
@@ -47,10 +48,14 @@ def _scheduler_line(exp: Experiment) -> str:
     return "none (every trial runs all its epochs)" if s else "unknown (no scenetune_spec.yaml)"
 
 
-def trials_table(exp: Experiment) -> pd.DataFrame:
+def trials_table(exp: Experiment, infeasible: list[str] | None = None) -> pd.DataFrame:
+    """One row per trial, best first; with ``infeasible`` (a constrained
+    sweep's trials past its bounds), a ``feasible`` column."""
     columns = ["trial_id", "status", "epochs", "stopped_at_rung", f"last_{exp.metric}", "train_time_s",
                "wall_time_s", "failures"]
     table = exp.trials[[c for c in columns if c in exp.trials]].rename(columns={"trial_id": "trial"})
+    if infeasible is not None:
+        table["feasible"] = ~table["trial"].astype(str).isin(infeasible)
     ascending = exp.mode == "min"
     key = f"last_{exp.metric}"
     table = table.sort_values(key, ascending=ascending, na_position="last") if key in table else table
@@ -67,7 +72,7 @@ def overview_section(exp: Experiment) -> Section:
     rung_text = (" (" + ", ".join(f"{n} at rung {r}" for r, n in at_rungs.items()) + ")") if len(at_rungs) else ""
     others = {s: n for s, n in counts.items() if s not in ("completed", "stopped", "errored")}
     money = compute_account(exp)
-    best = best_trials(exp)[0]
+    best = best_in_report(exp)
     final = read_final(exp.uri)
     lines = [
         f"Experiment `{exp.name}` at `{exp.uri}`: trainable `{exp.spec.get('trainable', 'classifier')}`, "
@@ -86,6 +91,15 @@ def overview_section(exp: Experiment) -> Section:
                      f"stopped trials did not run at each one's mean epoch time: "
                      f"{100 * money['saved_s'] / money['full_s']:.0f}% of the {money['full_s']:.1f} s that running "
                      "every trial to its end would have cost.")
+    constraints = exp.spec.get("constraints") or []
+    infeasible = infeasible_trials(exp)
+    if constraints:
+        bounds = ", ".join(f"`{describe(c)}`" for c in constraints)
+        reported = exp.epochs["trial_id"].nunique()
+        lines.append(f"- **Constraints** ({bounds}): {len(infeasible)} of the {reported} trials that reported "
+                     "results break them (the trials table's `feasible`); "
+                     + ("the best trial is the best of the others." if len(infeasible) < reported else
+                        "every one does, so the best trial below breaks them too."))
     lines.append(f"- **Best trial**: `{best['trial_id']}` ({best['status']}), `{exp.metric}` "
                  f"{best[exp.metric]:.4g} at epoch {best['epoch']}.")
     if final is not None:
@@ -101,7 +115,7 @@ def overview_section(exp: Experiment) -> Section:
               "```yaml", yaml.safe_dump(best["config"], sort_keys=True).rstrip(), "```"]
     if exp.warnings:
         lines += ["", "Read with warnings:", ""] + [f"- {w}" for w in exp.warnings]
-    tables = {"trials": trials_table(exp)}
+    tables = {"trials": trials_table(exp, infeasible if constraints else None)}
     if not exp.errored.empty:
         errored = exp.errored.rename(columns={"trial_id": "trial"}).reset_index(drop=True)
         tables["errored_trials"] = errored

@@ -16,13 +16,35 @@ import yaml
 
 from scenetune.analysis.experiment import Experiment, ExperimentError
 from scenetune.analysis.pareto import objectives_of, pareto_front
+from scenetune.core.constraints import describe, feasible
 
 SCOPES = ("last", "all")
 FORMATS = ("text", "json", "yaml")
 
 
+def infeasible_trials(exp: Experiment, scope: str = "last", metric: str | None = None,
+                      mode: str | None = None) -> list[str]:
+    """The trials past the spec's ``constraints`` at the epoch ``best`` ranks them by."""
+    constraints = exp.spec.get("constraints") or []
+    if not constraints or exp.epochs.empty:
+        return []
+    picked = _ranked_rows(exp, metric or exp.metric, mode or exp.mode, scope)
+    return [str(row["trial_id"]) for _, row in picked.iterrows() if not feasible(constraints, row.to_dict())]
+
+
+def _ranked_rows(exp: Experiment, metric: str, mode: str, scope: str) -> pd.DataFrame:
+    """Each trial's row at its last epoch (``scope="last"``) or its best one."""
+    rows = exp.epochs.dropna(subset=[metric]).sort_values("training_iteration")
+    rows = rows[rows[metric].map(lambda v: math.isfinite(float(v)))]
+    if scope == "last":
+        return rows.groupby("trial_id").tail(1)
+    return rows.sort_values(metric, ascending=(mode == "min"), kind="stable").groupby("trial_id").head(1)
+
+
 def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = None,
-                scope: str = "last", top: int = 1) -> list[dict]:
+                scope: str = "last", top: int = 1, constrained: bool = True) -> list[dict]:
+    """The best ``top`` trials; with the spec's ``constraints`` (unless not
+    ``constrained``) among the trials that keep them."""
     metric, mode = metric or exp.metric, mode or exp.mode
     if scope not in SCOPES:
         raise ExperimentError(f"--scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
@@ -37,15 +59,27 @@ def best_trials(exp: Experiment, metric: str | None = None, mode: str | None = N
         known = sorted(c for c in epochs.select_dtypes("number").columns if c != "trial_id")
         reported = "was not reported" if metric not in epochs.columns else "was not reported as a number"
         raise ExperimentError(f"--metric: {metric!r} {reported}; known: {', '.join(known)}")
-    rows = epochs.dropna(subset=[metric]).sort_values("training_iteration")
-    rows = rows[rows[metric].map(lambda v: math.isfinite(float(v)))]
-    if scope == "last":
-        picked = rows.groupby("trial_id").tail(1)
-    else:
-        order = rows.sort_values(metric, ascending=(mode == "min"), kind="stable")
-        picked = order.groupby("trial_id").head(1)
+    picked = _ranked_rows(exp, metric, mode, scope)
+    constraints = (exp.spec.get("constraints") or []) if constrained else []
+    if constraints and not picked.empty:
+        kept = picked[[feasible(constraints, row.to_dict()) for _, row in picked.iterrows()]]
+        if kept.empty:
+            raise ExperimentError(f"{exp.uri}: none of {len(picked)} trials keeps the constraints "
+                                  f"({', '.join(describe(c) for c in constraints)})")
+        picked = kept
     picked = picked.sort_values(metric, ascending=(mode == "min"), kind="stable").head(top)
     return _entries(exp, picked, [metric])
+
+
+def best_in_report(exp: Experiment) -> dict:
+    """The trial a report shows as the best: the best that keeps the spec's
+    constraints, or, when none does, the best of all."""
+    try:
+        return best_trials(exp)[0]
+    except ExperimentError:
+        if not exp.spec.get("constraints"):
+            raise
+        return best_trials(exp, constrained=False)[0]
 
 
 def best_trials_of(exps: list[Experiment], metric: str | None = None, mode: str | None = None,
@@ -99,12 +133,16 @@ def _plain(v):
 
 
 def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: str,
-                objectives: list[dict] | None = None, compact: bool = False) -> str:
+                objectives: list[dict] | None = None, compact: bool = False,
+                constraints: list[dict] | None = None, infeasible: list[str] | None = None) -> str:
     """Text, JSON or YAML. With ``objectives`` the entries are a Pareto set.
-    ``compact`` text gives each configuration on one line (YAML flow style)."""
+    ``compact`` text gives each configuration on one line (YAML flow style).
+    ``constraints``: the spec's, with the ``infeasible`` trials left out of the ranking."""
     if fmt not in FORMATS:
         raise ExperimentError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     document = {"metric": metric, "mode": mode, "scope": scope, "best": entries}
+    if constraints:
+        document.update(constraints=constraints, infeasible=infeasible or [])
     if objectives:
         document = {"objectives": objectives, "scope": scope, "pareto": entries}
     if fmt == "json":
@@ -121,6 +159,9 @@ def format_best(entries: list[dict], fmt: str, metric: str, mode: str, scope: st
         title = f"Pareto set of {len(entries)} trials over {over} (scope {scope}):"
     else:
         title = f"best {len(entries)} by {metric} ({mode}, scope {scope}):"
+    if constraints:
+        title += (f" among the trials within {', '.join(describe(c) for c in constraints)}"
+                  f" ({len(infeasible or [])} past them left out)")
     lines = [title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     for entry in entries if objectives else entries[:1]:  # every point of a front; the best one otherwise
         config = (yaml.safe_dump(entry["config"], sort_keys=True, default_flow_style=True, width=10**6)

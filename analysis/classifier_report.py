@@ -16,7 +16,7 @@ import os
 import pandas as pd
 
 from scenetune.analysis import figures
-from scenetune.analysis.best import best_trials
+from scenetune.analysis.best import best_in_report
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import read_final
 from scenetune.analysis.importance import param_importances
@@ -49,7 +49,7 @@ def default_by(exp: Experiment) -> str | None:
 
 def classifier_sections(exp: Experiment, out_dir: str, by: str | None = None) -> list[Section]:
     final = read_final(exp.uri)
-    best = best_trials(exp)[0]
+    best = best_in_report(exp)
     best_id = best["trial_id"]
     fig_dir = os.path.join(out_dir, "figures")
     sections = []

@@ -48,9 +48,10 @@ def rebuild_study(exp: Experiment) -> optuna.Study | None:
 
 def param_importances(exp: Experiment, seed: int = 0) -> tuple[pd.Series, str] | None:
     """``(importances by parameter, evaluator name)``, or None when the
-    experiment has too few trials to measure it."""
+    experiment has too few trials to measure it, or all scored the same
+    (fANOVA's forest then has no variance to share out)."""
     study = rebuild_study(exp)
-    if study is None:
+    if study is None or len({t.value for t in study.trials}) < 2:  # every trial scored alike: nothing to split
         return None
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     scores = optuna.importance.get_param_importances(study, evaluator=evaluator)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from scenetune.analysis import style
 from scenetune.analysis.account import compute_account
-from scenetune.analysis.best import best_trials
+from scenetune.analysis.best import best_in_report
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.section import Section
 from scenetune.core import storage
@@ -110,7 +110,7 @@ def series_trials(exps: list[Experiment], names: list[str]) -> pd.DataFrame:
 def series_overview(exps: list[Experiment], names: list[str]) -> pd.DataFrame:
     rows = []
     for exp, name in zip(exps, names):
-        best = best_trials(exp)[0]
+        best = best_in_report(exp)
         record = warm_start_record(exp) or {}
         used = record.get("used") or {}
         rows.append({"experiment": name, "trials": len(exp.trials), f"best_{exp.metric}": best[exp.metric],

@@ -27,6 +27,7 @@ import pandas as pd
 
 from scenetune.analysis.experiment import Experiment, load_experiment
 from scenetune.analysis.study import experiment_trials
+from scenetune.core.constraints import excesses
 from scenetune.core.errors import UserError
 from scenetune.core.trees import flatten
 from scenetune.spaces import parse_space, to_optuna
@@ -62,10 +63,12 @@ class WarmStart:
 
 
 def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str, str]], space: dict,
-                    fixed: dict) -> WarmStart:
+                    fixed: dict, constraints: list[dict] | None = None) -> WarmStart:
     """The trials of the experiments at ``uris`` that lie in the new sweep's
     ``space`` with its ``fixed`` values, as Optuna trials of that space.
-    ``objectives``: the new sweep's (metric, mode) pairs, in order."""
+    ``objectives``: the new sweep's (metric, mode) pairs, in order;
+    ``constraints``: the new sweep's, set on each trial from its last epoch
+    (core/constraints.py), as the sweep sets them on its own trials."""
     params = parse_space(space)
     distributions = to_optuna(params.values())  # named as OptunaSearch names them
     fixed_values = {k: v for k, v in flatten(fixed).items() if not k.startswith("data.")}
@@ -87,8 +90,12 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
             rows.append(row)
         if rows:
             trials = experiment_trials(exp, distributions, pd.DataFrame(rows))
-            for trial in trials:
+            last = exp.epochs.sort_values("training_iteration").groupby("trial_id").tail(1).set_index("trial_id")
+            for trial, row in zip(trials, rows):
                 trial.set_user_attr("warm_start", exp.uri)
+                metrics = last.loc[row["trial_id"]].to_dict() if row["trial_id"] in last.index else {}
+                for metric, value in excesses(constraints or [], metrics).items():
+                    trial.set_constraint(metric, value)
             warm.trials += trials
             warm.used[exp.uri] = [str(row["trial_id"]) for row in rows]
     return warm

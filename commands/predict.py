@@ -4,7 +4,11 @@ report's "28 images from the internet" exercise).
 ``MODEL`` is a ``model.keras`` file or a folder holding one (an experiment's
 ``final/``, a trial's ``checkpoint_*/``). The class names come from the
 ``metrics.json`` beside it (the final evaluation) or, for a checkpoint, from
-its trial's ``params.json``. Inputs are image files or folders (their image
+its trial's ``params.json``. ``MODEL`` may also be an export of ``scenetune
+export --format`` (its folder, or its ``.tflite`` file), with its
+``class_names.txt`` (:mod:`scenetune.commands.exported`); it is fed the same
+decoded pixels, so it answers as the model it was exported from. Grad-CAM
+needs the Keras model. Inputs are image files or folders (their image
 files, by extension, not recursive). An image that cannot be read or decoded
 is listed with the reason and skipped.
 """
@@ -15,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from scenetune.commands.exported import ExportedModel, exported_kind
 from scenetune.core.errors import UserError
 from scenetune.core.layout import MODEL_FILE
 from scenetune.trainables.data.datasets import IMAGE_EXTENSIONS
@@ -93,20 +98,31 @@ def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str
                    progress=lambda message: None) -> PredictResult:
     if top < 1:
         raise PredictError(f"--top: must be at least 1, got {top}")
-    model_path, classes = resolve_model(model)
+    kind = exported_kind(model)
+    if kind and gradcam_dir:
+        raise PredictError(f"--gradcam: Grad-CAM needs the Keras model (model.keras, e.g. EXPERIMENT/final); "
+                           f"{model} is an exported {kind} model")
+    model_path, classes = (model, []) if kind else resolve_model(model)
     files, skipped = expand_inputs(inputs)
     if gradcam_dir and os.path.exists(gradcam_dir) and not os.path.isdir(gradcam_dir):
         raise PredictError(f"--gradcam: {gradcam_dir} is a file, not a folder")
 
-    import keras
     import numpy as np
 
-    from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
+    if kind:
+        net = ExportedModel(model)
+        size, classes, classify = net.image_size, net.classes, net.predict
+        model_path = f"the exported {kind} {net.model_file}"
+    else:
+        import keras
 
-    net = keras.models.load_model(model_path)
-    size = int(net.input_shape[1])
-    if net.output_shape[-1] != len(classes):
-        raise PredictError(f"MODEL: {model}: {net.output_shape[-1]} outputs but {len(classes)} class names")
+        from scenetune.trainables.classifier.gradcam import gradcam, save_overlay
+
+        net = keras.models.load_model(model_path)
+        size = int(net.input_shape[1])
+        if net.output_shape[-1] != len(classes):
+            raise PredictError(f"MODEL: {model}: {net.output_shape[-1]} outputs but {len(classes)} class names")
+        classify = lambda batch: net.predict(batch, verbose=0)
     result = PredictResult(skipped=skipped)
     readable, images = [], []
     for path in files:
@@ -124,7 +140,7 @@ def predict_images(model: str, inputs: list[str], top: int = 3, gradcam_dir: str
         if gradcam_dir:
             heatmaps, probs = gradcam(net, batch)
         else:
-            probs = net.predict(batch, verbose=0)
+            probs = classify(batch)
         for offset, p in enumerate(probs):
             path = readable[start + offset]
             order = np.argsort(-p, kind="stable")[:top]

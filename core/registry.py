@@ -50,9 +50,9 @@ TRAINABLES: dict[str, TrainableRecord] = {
         train="scenetune.trainables.classifier.train:train_classifier",
         config="scenetune.trainables.classifier.config:ClassifierConfig",
         metrics=("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "train_time_s",
-                 "images_per_s") + REPORTING_METRICS,
+                 "images_per_s", "model_mb", "latency_ms") + REPORTING_METRICS,
         report="scenetune.analysis.classifier_report:classifier_sections",
-        commands=("evaluate", "predict")),
+        commands=("evaluate", "predict", "export")),
     "gan": TrainableRecord(
         name="gan",
         train="scenetune.trainables.gan.train:train_gan",

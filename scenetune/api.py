@@ -9,6 +9,7 @@ goes to ``progress`` (``print`` by default, as the CLI shows it).
     exp.report()                          # the path of report.html
     exp.evaluate()                        # test accuracy of the best trial
     exp.export_optuna("sqlite:///study.db")
+    exp.export_model("tflite-int8", "phone/")   # after evaluate: a checked TFLite model
     scenetune.load_experiment("results/nb")
 """
 
@@ -94,6 +95,20 @@ class Experiment:
 
         return export_study(self._logs, storage_url, study_name)
 
+    def export_model(self, format: str, out: str, trial: str | None = None, calibration_images: int = 200) -> dict:
+        """Write the final model (``EXPERIMENT/final``, from :meth:`evaluate`)
+        or ``trial``'s newest checkpoint as ``format`` (``savedmodel``,
+        ``tflite`` or ``tflite-int8``, calibrated on ``calibration_images``
+        training images) into the new folder ``out``, after checking it on
+        the test split; returns its card (``out/card.json``). A float export
+        whose top-1 agrees with the Keras model's on under 99% of the test
+        images raises :class:`scenetune.commands.export_model.ExportFailed`
+        and writes nothing. Imports TensorFlow; docs/deploy.md."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from scenetune.commands.export_model import export_experiment
+
+        return export_experiment(self.uri, format, out, trial, calibration_images, progress=self.progress)
+
     def generate(self, n: int, out: str, trial: str | None = None, seed: int = 0,
                  category: str | None = None) -> list[str]:
         """A GAN experiment: write ``n`` images of its best (or the given)
@@ -164,7 +179,8 @@ def sweep(spec: Any, name: str | None = None, storage: str | None = None, num_sa
         from scenetune.analysis.warm_start import read_warm_start
 
         objectives = [(o.metric, o.mode) for o in spec.objectives] or [(spec.metric, spec.mode)]
-        warm = read_warm_start(spec.search.warm_start, spec.trainable, objectives, spec.space, spec.fixed)
+        warm = read_warm_start(spec.search.warm_start, spec.trainable, objectives, spec.space, spec.fixed,
+                               [c.model_dump() for c in spec.constraints])
         print(warm.line(), file=sys.stderr, flush=True)
     uri = run_sweep(spec, address=address, resume=resume, verbose=verbose, warm=warm)
     return Experiment(uri, progress)

@@ -21,10 +21,12 @@ from scenetune.cli_parser import UsageError, build_parser
 from scenetune.core.errors import UserError
 
 EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
+EXIT_FOUND_PROBLEMS = 1
 
 
 def cmd_sweep(args) -> int:
-    from scenetune.analysis import best_trials, format_best, pareto_trials
+    from scenetune.analysis import format_best, pareto_trials
+    from scenetune.analysis.best import best_in_report
 
     strip_colours_unless_terminal()
     try:
@@ -48,7 +50,7 @@ def cmd_sweep(args) -> int:
         print(format_best(pareto_trials(exp), "text", exp.metric, exp.mode, "last", exp.spec["objectives"],
                           compact=True))
     elif not exp.epochs.empty:
-        print(format_best(best_trials(exp), "text", exp.metric, exp.mode, "last", compact=True))
+        print(format_best([best_in_report(exp)], "text", exp.metric, exp.mode, "last", compact=True))
     return 0
 
 
@@ -148,6 +150,7 @@ def _experiment(uri: str) -> api.Experiment:
 
 def cmd_best(args) -> int:
     from scenetune.analysis import best_trials, best_trials_of, format_best, pareto_trials
+    from scenetune.analysis.best import infeasible_trials
 
     if len(args.experiment) > 1:  # a series: ranked together by one metric (the first's unless --metric)
         exps = [_experiment(uri).logs for uri in args.experiment]
@@ -162,11 +165,18 @@ def cmd_best(args) -> int:
         print(format_best(entries, args.format, metric, mode, args.scope, exp.spec["objectives"]))
         return 0
     entries = best_trials(exp, metric, mode, args.scope, args.top)
-    print(format_best(entries, args.format, metric, mode, args.scope))
+    constraints = exp.spec.get("constraints") or None
+    print(format_best(entries, args.format, metric, mode, args.scope, constraints=constraints,
+                      infeasible=infeasible_trials(exp, args.scope, metric, mode) if constraints else None))
     return 0
 
 
 def cmd_export(args) -> int:
+    if args.format:
+        return _export_model(args)
+    for flag, value in (("--out", args.out), ("--trial", args.trial)):
+        if value is not None:
+            raise UserError(f"export: {flag} goes with --format (the model), not with --optuna")
     from optuna.trial import TrialState
 
     study = _experiment(args.experiment).export_optuna(args.optuna, args.study_name)
@@ -177,6 +187,28 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _export_model(args) -> int:
+    from scenetune.commands.export_model import ExportFailed
+
+    if not args.out:
+        raise UserError("export: --format needs --out DIR (a new folder for the model, its class names and card)")
+    if args.study_name is not None:
+        raise UserError("export: --study-name goes with --optuna, not with --format")
+    exp = _experiment(args.experiment)
+    _tensorflow(args, now=False)  # imported by the export once the input is checked
+    try:
+        card = exp.export_model(args.format, args.out, trial=args.trial)
+    except ExportFailed as e:
+        print(f"scenetune: error: {e}", file=sys.stderr)
+        return EXIT_FOUND_PROBLEMS
+    drop = f": {card['accuracy_drop'] * 100:.1f} points lower" if args.format == "tflite-int8" else ""
+    print(f"wrote {card['out']} ({args.format}, {card['size_mb']:.2f} MB): top-1 agrees with the Keras model on "
+          f"{card['agreement']:.1%} of {card['test_images']} test images; accuracy {card['accuracy']:.4f} (Keras "
+          f"{card['keras_accuracy']:.4f}{drop}); {card['latency_ms']:.2f} ms per image (batch 1, one thread); "
+          f"card: {os.path.join(card['out'], 'card.json')}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from scenetune.api import report
 
@@ -184,11 +216,14 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _tensorflow(args) -> None:
-    """TensorFlow, for the commands that need it: without its start-up lines unless -v."""
+def _tensorflow(args, now: bool = True) -> None:
+    """TensorFlow, for the commands that need it: without its start-up lines
+    unless -v (``now=False``: set up, for the command to import it later)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
     if args.verbose:
         os.environ["SCENETUNE_VERBOSE"] = "1"
+    if not now:
+        return
     from scenetune.trainables.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

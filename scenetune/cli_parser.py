@@ -10,9 +10,12 @@ from scenetune import __version__
 from scenetune.core.errors import UserError
 from scenetune.core.registry import REPLAY_SEARCHERS, SCHEDULERS
 
+EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")  # scenetune.commands.export_model.FORMATS
+
 EXIT_CODES = """exit status:
   0    done
-  1    found problems (data check: bad files), or an internal error: a bug in
+  1    found problems (data check: bad files; export: the exported model
+       disagrees with the Keras model), or an internal error: a bug in
        scenetune, shown with its traceback
   2    bad input: one line naming what is wrong; nothing is overwritten
   130  interrupted (Ctrl-C); a sweep prints the command that resumes it"""
@@ -86,12 +89,23 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=int, default=1, help="how many trials to show")
     p.add_argument("--format", choices=["text", "json", "yaml"], default="text", help="output format")
 
-    p = _command(sub, "export", "write an experiment as an Optuna study (open it in optuna-dashboard)",
-                 "scenetune export results/first --optuna sqlite:///study.db")
+    p = _command(sub, "export", "write an experiment as an Optuna study (open it in optuna-dashboard), or its "
+                                "model for serving (SavedModel) or phones (TFLite), checked on its test split",
+                 "scenetune export results/first --format savedmodel --out served/scenes\n"
+                 "  scenetune export results/first --optuna sqlite:///study.db")
     p.add_argument("experiment", help="experiment directory (path or s3://...)")
-    p.add_argument("--optuna", required=True, metavar="URL",
-                   help="Optuna storage (a database URL, e.g. sqlite:///study.db); never adds to an existing study")
-    p.add_argument("--study-name", help="default: the experiment's name")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--optuna", metavar="URL",
+                      help="Optuna storage (a database URL, e.g. sqlite:///study.db); never adds to an existing study")
+    what.add_argument("--format", choices=EXPORT_FORMATS,
+                      help="the model (EXPERIMENT/final, from scenetune evaluate) as a TensorFlow SavedModel taking "
+                           "image bytes, a float32 TFLite file, or a full-integer (int8) TFLite file calibrated on "
+                           "training images; see docs/deploy.md")
+    p.add_argument("--study-name", help="with --optuna; default: the experiment's name")
+    p.add_argument("--out", metavar="DIR", help="with --format: a new (or empty) folder for the model, "
+                                                "class_names.txt and card.json")
+    p.add_argument("--trial", metavar="ID", help="with --format: this trial's newest checkpoint instead of the "
+                                                 "final model")
 
     p = _command(sub, "report", "tables, figures and report.html of an experiment, from its logs",
                  "scenetune report results/first")

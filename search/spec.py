@@ -102,6 +102,13 @@ class Objective(Strict):
     mode: Literal["max", "min"]
 
 
+class Constraint(Strict):
+    """A bound on a reported metric (core/constraints.py): trials past it are infeasible."""
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     trainable: str = "classifier"
@@ -110,6 +117,9 @@ class SweepSpec(Strict):
     mode: Literal["max", "min"] = "max"
     objectives: list[Objective] = Field(
         [], description="two or more: a multi-objective (Pareto) search; metric/mode become the first one's")
+    constraints: list[Constraint] = Field(
+        [], description="bounds on reported metrics, e.g. {metric: latency_ms, max: 15}: Optuna's samplers learn "
+                        "where trials keep them; best and the report rank the trials that do")
     search: SearchSpec = SearchSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
@@ -170,6 +180,7 @@ def parse_spec(raw: Any, overrides: dict | None = None) -> SweepSpec:
     if spec.metric not in known:
         raise SpecError(f"metric: {brief(spec.metric)} is not reported by {spec.trainable}; known: {', '.join(known)}")
     _check_objectives(spec, raw, known)
+    _check_constraints(spec, known)
     _check_space(spec)
     _check_data(spec)
     check_scheduler(spec)
@@ -200,6 +211,19 @@ def _check_objectives(spec: SweepSpec, raw: dict, known: list[str]) -> None:
         raise SpecError(f"metric: with objectives, metric and mode are the first objective's ({first.metric}, "
                         f"{first.mode}); leave them out")
     spec.metric, spec.mode = first.metric, first.mode
+
+
+def _check_constraints(spec: SweepSpec, known: list[str]) -> None:
+    for i, constraint in enumerate(spec.constraints):
+        if constraint.metric not in known:
+            raise SpecError(f"constraints[{i}].metric: {brief(constraint.metric)} is not reported by "
+                            f"{spec.trainable}; known: {', '.join(known)}")
+        if constraint.max is None and constraint.min is None:
+            raise SpecError(f"constraints[{i}]: give max, min or both for {constraint.metric}")
+        if constraint.max is not None and constraint.min is not None and constraint.min > constraint.max:
+            raise SpecError(f"constraints[{i}]: min {constraint.min:g} is above max {constraint.max:g}")
+    if len({c.metric for c in spec.constraints}) != len(spec.constraints):
+        raise SpecError("constraints: a metric is listed twice (give one entry both bounds)")
 
 
 def _check_space(spec: SweepSpec) -> None:

@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
+from scenetune.search.constrained_search import ConstrainedOptunaSearch
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
@@ -101,8 +102,10 @@ def searcher_and_space(spec: SweepSpec, chosen=None, warm: list | None = None):
         if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front
             metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
         storage = study_with_points([flatten(unflatten(flatten(p)), sep="/") for p in points], mode, sampler, warm)
-        searcher = OptunaSearch(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler,
-                                storage=storage, study_name=STUDY_NAME)
+        settings = dict(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler, storage=storage,
+                        study_name=STUDY_NAME)
+        searcher = (ConstrainedOptunaSearch(**settings, constraints=[c.model_dump() for c in spec.constraints])
+                    if spec.constraints else OptunaSearch(**settings))
         return searcher, {}
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]

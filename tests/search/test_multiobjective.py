@@ -40,26 +40,28 @@ def test_bad_objectives(make_spec, capsys, changes, message):
 
 
 @pytest.mark.slow
-def test_multi_objective_sweep_prints_a_true_pareto_set(ray_local, make_spec, capsys):
+@pytest.mark.parametrize("second", ["train_time_s", "model_mb"])  # against training time, or the model's size
+def test_multi_objective_sweep_prints_a_true_pareto_set(ray_local, make_spec, capsys, second):
+    objectives = [OBJECTIVES[0], {"metric": second, "mode": "min"}]
     path = make_spec({
-        "name": "front", "metric": None, "mode": None, "objectives": OBJECTIVES,
+        "name": f"front-{second}", "metric": None, "mode": None, "objectives": objectives,
         "search": {"algorithm": "optuna", "sampler": "nsga2", "num_samples": 6, "seed": 2},
         "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1},
         "space": {"image_size": {"choice": [16, 24, 32, 40]}, "cnn_filters": {"choice": [4, 8, 16]},
                   "learning_rate": {"loguniform": [3.0e-4, 3.0e-3]}},
         "fixed": {"image_size": None, "cnn_filters": None}})
     assert main(["sweep", path]) == 0
-    uri = path.rsplit("/", 1)[0] + "/results/front"
+    uri = path.rsplit("/", 1)[0] + f"/results/front-{second}"
     capsys.readouterr()
     assert main(["best", uri, "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["objectives"] == OBJECTIVES
-    printed = {e["trial_id"]: (e["val_accuracy"], e["train_time_s"]) for e in document["pareto"]}
+    assert document["objectives"] == objectives
+    printed = {e["trial_id"]: (e["val_accuracy"], e[second]) for e in document["pareto"]}
     assert printed and all("config" in e for e in document["pareto"])
 
     exp = load_experiment(uri)
     last = exp.epochs.sort_values("training_iteration").groupby("trial_id").tail(1)
-    everyone = last[["val_accuracy", "train_time_s"]].to_numpy()
+    everyone = last[["val_accuracy", second]].to_numpy()
     for trial_id, (acc, secs) in printed.items():
         dominated = ((everyone[:, 0] >= acc) & (everyone[:, 1] <= secs)
                      & ((everyone[:, 0] > acc) | (everyone[:, 1] < secs))).any()

@@ -13,7 +13,8 @@ as the model's first layer when the trial has a GPU (``augment_on``).
 
 Per epoch it reports ``epoch, loss, accuracy, val_loss, val_accuracy,
 epoch_time_s, train_time_s, images_per_s`` (plus the parameter counts, the
-epoch's ``image_size`` and ``full_size_epoch_time_s``) and
+deployment metrics ``model_mb`` and ``latency_ms``, the epoch's
+``image_size`` and ``full_size_epoch_time_s``) and
 checkpoints ``model.keras`` with ``state.json``. The validation predictions of
 the latest epoch are written to ``val_predictions.csv`` in the trial's
 working directory, which Ray syncs to the experiment's storage.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 import keras
 import numpy as np
@@ -86,6 +88,23 @@ def open_image_cache(cfg: ClassifierConfig, manifest: pd.DataFrame, cpus: float,
     return open_cache(paths, size or cfg.image_size, cfg.cache_dir, workers=max(2, int(cpus)))
 
 
+LATENCY_WARMUP, LATENCY_RUNS = 3, 15
+
+
+def single_image_latency_ms(model: keras.Model, image_size: int) -> float:
+    """Median milliseconds of ``model.predict_on_batch`` on one image (batch 1,
+    the trial's CPU threads: one for a 1-CPU trial), after a warm-up; the
+    function Keras traced for the validation predictions is reused."""
+    image = np.random.default_rng(0).integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
+    times = []
+    for run in range(LATENCY_WARMUP + LATENCY_RUNS):
+        start = time.perf_counter()
+        model.predict_on_batch(image)
+        if run >= LATENCY_WARMUP:
+            times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
 class TuneReporter(TuneCallback):
     """Validates each epoch; checkpoints the model and the training clock."""
 
@@ -95,6 +114,7 @@ class TuneReporter(TuneCallback):
         self.val_labels = np.asarray(val_labels)
         self.num_train, self.train_time_s = num_train, train_time_s
         self.val_ds, self.image_size = None, cfg.image_size
+        self.deployment: dict | None = None
 
     def phase(self, val_ds, image_size: int) -> None:
         """Validate on ``val_ds``, images of ``image_size``, from now on."""
@@ -122,7 +142,16 @@ class TuneReporter(TuneCallback):
             "full_size_epoch_time_s": epoch_time * (self.cfg.image_size / self.image_size) ** 2,
             "trainable_params": int(sum(np.prod(w.shape) for w in self.model.trainable_weights)),
             "total_params": int(self.model.count_params()),
+            **self.deployment_metrics(),
         }
+
+    def deployment_metrics(self) -> dict:
+        """``model_mb`` (the float32 weights) and ``latency_ms`` (the median time
+        to classify one image), measured once: neither changes with training."""
+        if self.deployment is None:
+            self.deployment = {"model_mb": 4 * self.model.count_params() / 1e6,
+                               "latency_ms": single_image_latency_ms(self.model, self.cfg.image_size)}
+        return self.deployment
 
     def save(self, folder: str) -> None:
         self.model.save(os.path.join(folder, MODEL_FILE))

@@ -38,6 +38,9 @@ def test_two_epochs_report_every_contract_metric(ray_local, make_spec, backbone)
         assert 0 <= row["val_accuracy"] <= 1 and row["val_loss"] > 0
         assert row["epoch_time_s"] > 0 and row["images_per_s"] > 0
     assert rows[1]["train_time_s"] == pytest.approx(rows[0]["train_time_s"] + rows[1]["epoch_time_s"])
+    # deployment metrics: the float32 weights, and one image's latency measured once (the same every epoch)
+    assert rows[0]["model_mb"] == pytest.approx(4 * rows[0]["total_params"] / 1e6)
+    assert 0 < rows[0]["latency_ms"] == rows[1]["latency_ms"] < 10_000
     predictions = pd.read_csv(os.path.join(exp.uri, trial.trial_dir, "val_predictions.csv"))
     classes = spec_classes(exp)
     assert list(predictions.columns) == ["path", "true", "predicted"] + [f"prob_{c}" for c in classes]
