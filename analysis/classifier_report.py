@@ -17,6 +17,7 @@ import pandas as pd
 
 from scenetune.analysis import figures
 from scenetune.analysis.best import best_in_report
+from scenetune.analysis.deploy_report import deployment_section
 from scenetune.analysis.experiment import Experiment
 from scenetune.analysis.final import read_final
 from scenetune.analysis.importance import param_importances
@@ -119,7 +120,7 @@ def classifier_sections(exp: Experiment, out_dir: str, by: str | None = None) ->
         sections.append(Section("Hyperparameter importance",
                                 "Too few trials, or no searched parameter that varies, to measure importance."))
 
-    sections += pareto_section(exp, out_dir) + progressive_section(exp, out_dir)
+    sections += pareto_section(exp, out_dir) + progressive_section(exp, out_dir) + deployment_section(exp, out_dir)
 
     if final is not None:
         cams = final.metrics.get("gradcam", [])

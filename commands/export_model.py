@@ -48,7 +48,7 @@ from scenetune.commands.exported import (
 )
 from scenetune.core import registry, storage
 from scenetune.core.errors import UserError
-from scenetune.core.layout import METRICS_FILE, MODEL_FILE, latest_checkpoint
+from scenetune.core.layout import EXPORTS_DIR, METRICS_FILE, MODEL_FILE, latest_checkpoint
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8")
 FLOAT_AGREEMENT = 0.99  # a float export's top-1 must equal the Keras model's on this share of the test split
@@ -214,7 +214,20 @@ def export_experiment(uri: str, fmt: str, out: str, trial: str | None = None,
     if model.output_shape[-1] != len(source.classes):
         raise ExportError(f"{source.model_uri}: {model.output_shape[-1]} outputs but {len(source.classes)} class names")
     data = check_images(source, int(size), fmt == "tflite-int8", calibration_images, progress)
-    return export_keras_model(model, source.classes, fmt, path, data, source.card(), progress)
+    card = export_keras_model(model, source.classes, fmt, path, data, source.card(), progress)
+    keep_card(source.experiment, card, progress)
+    return card
+
+
+def keep_card(experiment: str, card: dict, progress: Callable[[str], None]) -> None:
+    """A copy of the card in the experiment's ``exports/`` (the report's table
+    of exported models); one per export, never replacing an earlier one."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    uri = storage.join(experiment, EXPORTS_DIR, f"{card['format']}-{card['source']['trial_id']}-{stamp}.json")
+    try:
+        storage.write_text(uri, json.dumps(card, indent=2))
+    except OSError as e:  # a read-only experiment: the export itself is done
+        progress(f"warning: the card was not kept in {uri} ({e.strerror or e}); the report will not list this export")
 
 
 def _size_mb(folder: str, skip=(CLASS_NAMES_FILE, CARD_FILE)) -> float:

@@ -37,7 +37,8 @@ PREDICTIONS_FILE = "test_predictions.csv"
 METRICS_FILE = "metrics.json"
 GRADCAM_DIR = "gradcam"
 REPORT_DIR = "report"
-OWN_DIRS = (FINAL_DIR, REPORT_DIR)  # in an experiment folder, but not trials
+EXPORTS_DIR = "exports"  # the card of each model exported from the experiment (scenetune export --format)
+OWN_DIRS = (FINAL_DIR, REPORT_DIR, EXPORTS_DIR)  # in an experiment folder, but not trials
 
 
 def latest_checkpoint(trial_uri: str) -> str | None:

@@ -222,6 +222,25 @@ def test_the_card_holds_the_check(exports, evaluated, test_split, fmt):
     assert leftovers == [], "the hidden work folder was renamed, not left beside"
 
 
+def kept_cards(experiment: str) -> list[dict]:
+    folder = os.path.join(experiment, "exports")
+    return [read_json(os.path.join(folder, name)) for name in sorted(os.listdir(folder))] \
+        if os.path.isdir(folder) else []
+
+
+def test_the_experiment_keeps_each_card_and_the_report_lists_them(exports, evaluated, tmp_path):
+    cards = {card["out"]: card for card in kept_cards(evaluated)}
+    for fmt, out in exports.items():
+        assert cards[out] == {**read_json(os.path.join(out, "card.json")), "out": out}, fmt
+    assert main(["report", evaluated, "--out", str(tmp_path / "report")]) == 0
+    listed = pd.read_csv(tmp_path / "report" / "tables" / "exported_models.csv").set_index("exported_to")
+    for fmt, out in exports.items():
+        assert listed.loc[out, "format"] == fmt and listed.loc[out, "size_mb"] == pytest.approx(cards[out]["size_mb"])
+    deployment = pd.read_csv(tmp_path / "report" / "tables" / "deployment.csv")
+    assert {"model_mb", "latency_ms", "front_model_mb", "front_latency_ms"} <= set(deployment.columns)
+    assert len(deployment) == 2 and (tmp_path / "report" / "figures" / "deployment.png").exists()
+
+
 def test_predict_with_the_exports_answers_as_the_keras_model(exports, evaluated, test_split, tmp_path, capsys):
     images = tmp_path / "photos"
     images.mkdir()
@@ -277,6 +296,7 @@ def test_an_export_that_disagrees_fails_and_writes_nothing(evaluated, tmp_path, 
     assert main(["export", evaluated, "--format", "tflite", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "agrees with the Keras model on 0.0% of the" in err and "was not written" in err
+    assert str(out) not in [card["out"] for card in kept_cards(evaluated)], "no card kept for a failed export"
     assert not (tmp_path / "bad").exists() or os.listdir(tmp_path / "bad") == []
 
 

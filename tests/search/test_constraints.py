@@ -64,6 +64,9 @@ def test_the_study_best_and_report_see_the_constraints(ray_local, make_spec, tmp
     assert sorted(trials.index[~trials["feasible"]]) == past
     assert f"{len(past)} of the {len(last)} trials that reported results break them" in \
         open(f"{experiment}/report/report.md").read()
+    deployment = pd.read_csv(f"{experiment}/report/tables/deployment.csv", dtype={"trial": str}).set_index("trial")
+    assert sorted(deployment.index[~deployment["feasible"]]) == past
+    assert (deployment["model_mb"] == last.loc[deployment.index, "model_mb"]).all()
 
     # a warm start from it carries the new sweep's constraints into its study, from each trial's last epoch
     from scenetune.analysis.warm_start import read_warm_start
