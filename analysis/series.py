@@ -51,6 +51,10 @@ def warm_start_section(exp: Experiment) -> list[Section]:
              "(completed trials with their value, trials stopped early with their values by epoch); "
              "see [spec.md](https://github.com/scenetune/scenetune/blob/main/docs/spec.md#warm-start)."]
     lines += ["", *(f"- `{uri}`: {len(used.get(uri, []))} trials used" for uri in record.get("experiments") or [])]
+    prior = record.get("as_prior") or {}
+    if prior:
+        lines += ["", "Used as a prior (run at another fixed image size; their results as they were):", "",
+                  *(f"- {n} {reason}" for reason, n in prior.items())]
     left_out = record.get("left_out") or {}
     if left_out:
         lines += ["", "Left out:", "", *(f"- {n} {reason}" for reason, n in left_out.items())]

@@ -44,31 +44,41 @@ class WarmStartError(UserError):
 class WarmStart:
     """What a sweep's study starts from: ``trials`` (Optuna's FrozenTrial),
     ``used`` (experiment URI -> the trial ids used), ``left_out`` (reason ->
-    how many trials), ``total`` (every earlier trial)."""
+    how many trials), ``total`` (every earlier trial), ``prior`` (reason ->
+    how many of the used trials ran at another fixed image size)."""
     experiments: list[str]
     trials: list = field(default_factory=list)
     used: dict[str, list[str]] = field(default_factory=dict)
     left_out: Counter = field(default_factory=Counter)
     total: int = 0
+    prior: Counter = field(default_factory=Counter)  # used, though run at another fixed image size
 
     def line(self) -> str:
+        priors = "".join(f" ({n} {reason}: as a prior)" for reason, n in self.prior.most_common())
         reasons = "".join(f"; {n} {reason}" for reason, n in self.left_out.most_common())
-        return f"warm start: {len(self.trials)} of {self.total} earlier trials used{reasons}"
+        return f"warm start: {len(self.trials)} of {self.total} earlier trials used{priors}{reasons}"
 
     @property
     def record(self) -> dict:
         """What the experiment keeps of it (``warm_start.json``)."""
         return {"experiments": self.experiments, "used": self.used, "left_out": dict(self.left_out),
-                "total": self.total}
+                "total": self.total, "as_prior": dict(self.prior)}
+
+
+SIZE = "image_size"  # the fidelity an earlier sweep at another scale differs in (docs/spec.md#warm-start)
 
 
 def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str, str]], space: dict,
-                    fixed: dict, constraints: list[dict] | None = None) -> WarmStart:
+                    fixed: dict, constraints: list[dict] | None = None, other_sizes: str = "prior") -> WarmStart:
     """The trials of the experiments at ``uris`` that lie in the new sweep's
     ``space`` with its ``fixed`` values, as Optuna trials of that space.
     ``objectives``: the new sweep's (metric, mode) pairs, in order;
     ``constraints``: the new sweep's, set on each trial from its last epoch
-    (core/constraints.py), as the sweep sets them on its own trials."""
+    (core/constraints.py), as the sweep sets them on its own trials.
+    ``other_sizes``: ``"prior"`` keeps a trial that ran at another fixed
+    ``image_size`` (its results as they were, the size aside), counted in
+    ``prior``; ``"leave_out"`` leaves it out. Trials enter in the order they
+    started, as the earlier study saw them (TPE weighs its oldest trials less)."""
     params = parse_space(space)
     distributions = to_optuna(params.values())  # named as OptunaSearch names them
     fixed_values = {k: v for k, v in flatten(fixed).items() if not k.startswith("data.")}
@@ -78,10 +88,14 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
         _check_same_task(exp, uri, trainable, objectives)
         warm.total += len(exp.trials)
         rows = []
-        for _, row in exp.trials.iterrows():
+        trials = exp.trials.sort_values("started_at", kind="stable") if "started_at" in exp.trials else exp.trials
+        for _, row in trials.iterrows():
             values = _values(exp, str(row["trial_id"]))
             reason = _left_out_because(row["status"], values, params, fixed_values)
-            if reason:
+            if reason and other_sizes == "prior" and reason.startswith(f"with {SIZE} ") and \
+                    not _left_out_because(row["status"], values, params, {**fixed_values, SIZE: values.get(SIZE)}):
+                warm.prior[reason] += 1  # only its image size differs: used as a prior
+            elif reason:
                 warm.left_out[reason] += 1
                 continue
             row = row.copy()

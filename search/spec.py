@@ -65,6 +65,9 @@ class SearchSpec(Strict):
     warm_start: list[str] = Field(
         [], description="earlier experiments (paths, s3://, gs://) whose finished trials that lie in this space "
                         "enter the Optuna study before its first trial (docs/spec.md#warm-start)")
+    warm_start_other_sizes: Literal["prior", "leave_out"] = Field(
+        "prior", description="earlier trials that ran at another fixed image_size: used as a prior (their "
+                             "results as they were, the image size aside) or left out (docs/spec.md#warm-start)")
 
 
 class ResourcesSpec(Strict):

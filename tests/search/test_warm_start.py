@@ -114,7 +114,7 @@ def test_the_study_holds_the_earlier_trials_first_and_tpe_skips_its_random_start
 
 @pytest.mark.parametrize("space, fixed, used, line", [
     (EARLIER_SPACE, {"epochs": 3}, 6, "warm start: 6 of 6 earlier trials used"),
-    # searched before, fixed now
+    # searched before, fixed now (warm_start_other_sizes: leave_out; the default, prior, is the next test's)
     ({"learning_rate": EARLIER_SPACE["learning_rate"]}, {"epochs": 3, "image_size": 48}, None,
      "with image_size 32, fixed at 48 here"),
     # fixed before (BASE_SPEC's dense_units 16), searched now; and a parameter new here: dropout (its default 0.0)
@@ -131,7 +131,7 @@ def test_the_study_holds_the_earlier_trials_first_and_tpe_skips_its_random_start
 def test_a_trial_is_used_when_it_lies_in_the_new_space(earlier, space, fixed, used, line):
     configs = finished(earlier)
     fixed = {**{k: v for k, v in BASE_SPEC["fixed"].items() if k != "image_size"}, **fixed}
-    warm = read_warm_start([earlier], "classifier", ACCURACY, space, fixed)
+    warm = read_warm_start([earlier], "classifier", ACCURACY, space, fixed, other_sizes="leave_out")
     params = parse_space(space)
     inside = [t for t, c in configs.items()
               if all(p.contains(c.get(k)) for k, p in params.items())
@@ -144,6 +144,25 @@ def test_a_trial_is_used_when_it_lies_in_the_new_space(earlier, space, fixed, us
         assert warm.line().endswith(f"; {6 - len(inside)} {line}")
     for trial in warm.trials:
         assert set(trial.params) == {"/".join(p.path) for p in params.values()}, trial.params
+
+
+def test_trials_at_another_fixed_image_size_are_a_prior_by_default(earlier):
+    """Issue 25's measurement (benchmarks/warm_start.py, scenario 2): an
+    earlier sweep at another image size helps as a prior; it enters with its
+    results as they were, in the order its trials started."""
+    from scenetune.analysis import load_experiment
+
+    space = {"learning_rate": EARLIER_SPACE["learning_rate"]}
+    fixed = {**{k: v for k, v in BASE_SPEC["fixed"].items() if k != "image_size"}, "epochs": 3, "image_size": 48}
+    warm = read_warm_start([earlier], "classifier", ACCURACY, space, fixed)
+    at_32 = [t for t, c in finished(earlier).items() if c["image_size"] == 32]
+    assert at_32 and len(warm.trials) == 6 and warm.prior == {"with image_size 32, fixed at 48 here": len(at_32)}
+    assert warm.line() == (f"warm start: 6 of 6 earlier trials used ({len(at_32)} with image_size 32, fixed at 48 "
+                           "here: as a prior)")
+    assert all(set(t.params) == {"learning_rate"} for t in warm.trials), "the image size aside"
+    exp = load_experiment(earlier)
+    assert warm.used[earlier] == list(exp.trials.sort_values("started_at")["trial_id"]), "in the order they started"
+    assert [t.datetime_start for t in warm.trials] == sorted(t.datetime_start for t in warm.trials)
 
 
 @pytest.mark.parametrize("trainable, objectives, said", [
