@@ -19,6 +19,7 @@ measured). Nothing here imports TensorFlow before a model is loaded.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import statistics
@@ -68,15 +69,7 @@ np.save(os.path.join(work, "probs.npy"), np.concatenate(probs))
 np.save(os.path.join(work, "probs_bytes.npy"), np.concatenate(probs_bytes))
 with open(os.path.join(work, "names.txt"), "w", encoding="utf-8") as f:
     f.write("\n".join(names) + "\n")
-def median_ms(call, budget_s=3.0, runs=50):
-    for _ in range(5):
-        call()
-    times, started = [], time.perf_counter()
-    while len(times) < runs and (len(times) < 5 or time.perf_counter() - started < budget_s):
-        t = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+# MEDIAN_MS: the source of median_ms below, put here when the probe runs
 one, one_file = tf.constant(images[:1]), tf.constant([read(files[0])])
 latency = {"latency_ms": median_ms(lambda: u8(images=one)["probabilities"].numpy()),
            "latency_ms_from_bytes": median_ms(lambda: default(image_bytes=one_file)["probabilities"].numpy())}
@@ -270,7 +263,9 @@ def probe_savedmodel(folder: str, images: np.ndarray, files: list[str], work: st
     with open(os.path.join(work, "files.txt"), "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write("\n".join(files) + "\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    run = subprocess.run([sys.executable, "-c", SAVEDMODEL_PROBE, folder, work], capture_output=True, text=True,
+    script = SAVEDMODEL_PROBE.replace("# MEDIAN_MS: the source of median_ms below, put here when the probe runs\n",
+                                      inspect.getsource(median_ms))
+    run = subprocess.run([sys.executable, "-c", script, folder, work], capture_output=True, text=True,
                          env=env, check=False)
     if run.returncode != 0:
         tail = [line for line in run.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]

@@ -12,12 +12,13 @@ A trial that did not report the metric is infeasible.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 
 
 def excess(constraint: Mapping, value) -> float:
     """How far ``value`` lies past the constraint's bounds (0: within them)."""
-    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+    if not isinstance(value, numbers.Real) or math.isnan(value):  # numpy's numbers too
         return math.inf
     over = [value - constraint["max"]] if constraint.get("max") is not None else []
     under = [constraint["min"] - value] if constraint.get("min") is not None else []
