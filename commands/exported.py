@@ -22,15 +22,14 @@ import contextlib
 import inspect
 import io
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
 
 from scenetune.core.errors import UserError
+from scenetune.core.timing import median_ms
 from scenetune.trainables.quiet import VERBOSE_ENV
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -130,19 +129,6 @@ def read_class_names(folder: str) -> list[str] | None:
 def write_class_names(folder: str, classes: list[str]) -> None:
     with open(os.path.join(folder, CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
         f.write("".join(f"{name}\n" for name in classes))
-
-
-def median_ms(call, budget_s: float = 3.0, runs: int = 50, warmup: int = 5) -> float:
-    """Median milliseconds of ``call()`` after ``warmup`` calls: ``runs``
-    calls, or fewer (at least 5) when they take over ``budget_s``."""
-    for _ in range(warmup):
-        call()
-    times, started = [], time.perf_counter()
-    while len(times) < runs and (len(times) < 5 or time.perf_counter() - started < budget_s):
-        t = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 class ExportedModel:

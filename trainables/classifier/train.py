@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 
 import keras
 import numpy as np
@@ -39,6 +38,7 @@ from ray import tune
 
 from scenetune.core import storage
 from scenetune.core.layout import MODEL_FILE, STATE_FILE
+from scenetune.core.timing import median_ms
 from scenetune.trainables import device
 from scenetune.trainables.callback import TuneCallback
 from scenetune.trainables.classifier.config import ClassifierConfig
@@ -96,13 +96,7 @@ def single_image_latency_ms(model: keras.Model, image_size: int) -> float:
     the trial's CPU threads: one for a 1-CPU trial), after a warm-up; the
     function Keras traced for the validation predictions is reused."""
     image = np.random.default_rng(0).integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    times = []
-    for run in range(LATENCY_WARMUP + LATENCY_RUNS):
-        start = time.perf_counter()
-        model.predict_on_batch(image)
-        if run >= LATENCY_WARMUP:
-            times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return median_ms(lambda: model.predict_on_batch(image), runs=LATENCY_RUNS, warmup=LATENCY_WARMUP)
 
 
 class TuneReporter(TuneCallback):
