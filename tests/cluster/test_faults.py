@@ -59,18 +59,19 @@ def test_a_lost_worker_node_s_trials_continue_from_their_checkpoint_on_another_n
     driver = Driver(cluster, spec, str(tmp_path / "driver.log"))
 
     def running_on_victim():
-        # Epochs 3 to 6: past the first checkpoint (every 2 epochs), and well before ASHA's rung
-        # at 12, where a trial held or stopped by ASHA would leave a last row that is not
-        # `done` either: killing an idle node would then fail no trial. The
-        # driver writes result.json a little behind the trial (up to a snapshot, 4 epochs here),
-        # so the trial must have epochs to go when the kill lands (with 8, a loaded
-        # full suite twice saw the trial reach the rung first: 0 failures).
+        # The kill must land past the checkpoint of epoch 4 and well before ASHA's rung at 12,
+        # where a trial held or stopped by ASHA would fail no trial. result.json is written by
+        # the driver and reaches storage only at its snapshots (a loaded full suite saw it lag
+        # until the trial was at the rung): progress is read from the checkpoints, which the
+        # trial's own process writes to storage as it reports them (every 2 epochs: index 1 is
+        # epoch 4's, index 2 epoch 6's). result.json's first row says where the trial runs.
         for trial in trial_dirs(experiment):
             rows = rows_of(trial)
-            if rows and rows[-1]["node_ip"] == victim.ip and 3 <= rows[-1]["epoch"] <= 6 and not rows[-1]["done"]:
+            saved = [int(os.path.basename(c.rstrip("/")).split("_")[1])
+                     for c in glob.glob(os.path.join(trial, "checkpoint_*", ""))]
+            if rows and rows[0]["node_ip"] == victim.ip and saved and max(saved) in (1, 2):
                 return trial
-    # An epoch here takes a fraction of a second: look often.
-    trial = wait_until(running_on_victim, 300, "trial with 3 to 6 epochs on the victim node", driver, every=0.05)
+    trial = wait_until(running_on_victim, 300, "a trial on the victim node past epoch 4's checkpoint, before epoch 8's", driver, every=0.05)
     cluster.kill_raylet(victim)
     assert driver.wait() == 0, driver.tail()
 
