@@ -11,16 +11,19 @@ of the constrained sweep's trials after its start-up trials are feasible.
 Every sweep is a replay (``scenetune replay``'s machinery) of
 ``benchmarks/fixtures/search-recorded``: 64 trials of the basic CNN on the
 synthetic scenes, full 8-epoch curves. Each sampled configuration is answered
-by the nearest recorded trial not yet used in that sweep, which reports its
-curve and its ``model_mb`` (4 * total_params / 1e6, from its result.json).
-TPE (``make_sampler("tpe", seed, n)``) + ASHA with the recording's settings,
-one trial at a time (deterministic per seed). Arms, per seed:
+by the nearest recorded trial not yet used in that sweep of the size it asked
+for (SIZE_KEYS; of any size once those are used, or always with
+``--any-size``), which reports its curve and its ``model_mb`` (4 *
+total_params / 1e6, from its result.json). TPE (``make_sampler("tpe", seed,
+n)``) + ASHA with the recording's settings, one trial at a time
+(deterministic per seed). Arms, per seed:
 
 - constrained, N trials: ``ConstrainedOptunaSearch`` with
   ``constraints=[{metric: model_mb, max: bound}]`` (what a spec's
-  ``constraints:`` builds);
+  ``constraints:`` builds: its sampler redraws probably infeasible draws);
 - unconstrained, 2N trials: Ray Tune's ``OptunaSearch`` (the goal's reference);
-- unconstrained, N trials: the same budget without the constraint.
+- unconstrained, N trials: the same budget without the constraint;
+- constrained without redraws, N trials: the constraint values told, no redraw.
 
 Per sweep: the best final val_accuracy (each trial's last reported value, as
 ``scenetune best`` ranks) among trials with model_mb <= bound; the share of
@@ -114,6 +117,33 @@ def replay_with_size(config: dict, recording, sizes: dict, claims) -> None:
         tune.report(metrics)
 
 
+def same_size_claims(rec):
+    """A :class:`RecordedTrials` that answers each sampled configuration with
+    the nearest unused recorded trial of the same size (SIZE_KEYS) while one
+    is left, then with the nearest unused of any size: a real sweep trains the
+    model TPE asked for, so its model_mb is that model's."""
+    import ray
+
+    from scenetune.commands.replay import ReplayError, nearest
+
+    @ray.remote(num_cpus=0)
+    class SameSizeClaims:
+        def __init__(self, recording):
+            self.recording, self.given = recording, {}
+
+        def claim(self, replayed_trial: str, config: dict) -> str:
+            if replayed_trial not in self.given:
+                used, configs = set(self.given.values()), self.recording.configs
+                other = configs.index[(configs[list(SIZE_KEYS)] != [config[k] for k in SIZE_KEYS]).any(axis=1)]
+                try:
+                    self.given[replayed_trial] = nearest(self.recording, config, used | set(other))
+                except ReplayError:  # every recorded trial of that size is taken
+                    self.given[replayed_trial] = nearest(self.recording, config, used)
+            return self.given[replayed_trial]
+
+    return SameSizeClaims.remote(rec)
+
+
 def make_ledger(metric: str, mode: str):
     from scenetune.commands.replay import ComputeLedger
 
@@ -144,7 +174,8 @@ def config_sizes(rec, sizes: dict) -> dict | None:
     return None if (by.nunique() > 1).any() else {k: v for k, v in by.first().items()}
 
 
-def sweep(rec, sizes: dict, seed: int, num_samples: int, bound: float, constrained: bool, storage: str) -> dict:
+def sweep(rec, sizes: dict, seed: int, num_samples: int, bound: float, constrained: bool, storage: str,
+          same_size: bool = True, redraws: int | None = None) -> dict:
     """One replayed TPE + ASHA sweep, one trial at a time; ``constrained``: the
     searcher is told each trial's excess over ``model_mb <= bound``."""
     import ray
@@ -152,21 +183,23 @@ def sweep(rec, sizes: dict, seed: int, num_samples: int, bound: float, constrain
     from ray.tune.search.optuna import OptunaSearch
 
     from scenetune.commands.replay import RecordedTrials, _scheduler, noting_stops
-    from scenetune.search.constrained_search import ConstrainedOptunaSearch
+    from scenetune.search.constrained_search import REDRAWS, ConstrainedOptunaSearch, FeasibleFirstSampler
     from scenetune.search.schedulers import limit_concurrency, pending_trials, tune_ranking
     from scenetune.search.tuner import environ, make_sampler, startup_trials
     from scenetune.spaces import to_optuna
 
-    claims = RecordedTrials.remote(rec)
+    claims = same_size_claims(rec) if same_size else RecordedTrials.remote(rec)
     ledger = make_ledger(rec.metric, rec.mode)
     chosen = noting_stops(_scheduler("asha", rec, seed), rec.max_t)
     settings = {"space": to_optuna(rec.params.values()), "metric": rec.metric, "mode": rec.mode,
                 "sampler": make_sampler("tpe", seed, num_samples)}
+    if constrained:
+        settings["sampler"] = FeasibleFirstSampler(settings["sampler"], REDRAWS if redraws is None else redraws)
     searcher = (ConstrainedOptunaSearch(**settings, constraints=[{"metric": "model_mb", "max": bound, "min": None}])
                 if constrained else OptunaSearch(**settings))
     search_alg, limit = limit_concurrency(searcher, 1, chosen)
     metric, mode = tune_ranking(chosen, rec.metric, rec.mode)
-    name = f"{'constrained' if constrained else 'plain'}-{num_samples}-{seed}"
+    name = f"{'constrained' if constrained else 'plain'}-{num_samples}-{seed}-{redraws}"
     tuner = tune.Tuner(
         tune.with_parameters(replay_with_size, recording=rec, sizes=sizes, claims=claims),
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=chosen,
@@ -194,7 +227,8 @@ def sweep(rec, sizes: dict, seed: int, num_samples: int, bound: float, constrain
             "best_feasible": (max(values) if rec.mode == "max" else min(values)) if values else np.nan,
             "share_after_startup": np.mean([ledger.mb[t] <= bound for t in after]) if after else np.nan,
             "after_startup": len(after), "sampled_share": np.mean(sampled) if sampled else np.nan, "compute_s": ledger.compute, "constraints_told": told,
-            "stopped_early": len(chosen.stopped_early)}
+            "stopped_early": len(chosen.stopped_early),
+            "redrawn": settings["sampler"].redrawn if constrained else 0}
 
 
 def span(values) -> str:
@@ -213,7 +247,8 @@ def report(runs: pd.DataFrame, arms: list[str], seeds: list[int]) -> None:
                      "share min-max": span(g["share_after_startup"]),
                      "pooled": g["share_after_startup"].mul(g["after_startup"]).sum() / g["after_startup"].sum(),
                      "sampled configs feasible after start-up, median": g["sampled_share"].median(),
-                     "compute s, median": g["compute_s"].median(), "trials told constraints": g["constraints_told"].sum()})
+                     "compute s, median": g["compute_s"].median(), "trials told constraints": g["constraints_told"].sum(),
+                     "draws refused": g["redrawn"].sum()})
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
     per_seed = runs.pivot_table(index="seed", columns="arm", values="best_feasible", aggfunc="first")[arms]
     per_seed["constrained - 2N (pt)"] = 100 * (per_seed[arms[0]] - per_seed[arms[1]])
@@ -243,6 +278,8 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=16, help="N: the constrained sweep's trials (default 16)")
     parser.add_argument("--bound", type=float, default=None, help="model_mb bound (default: from the recording)")
     parser.add_argument("--fixture", default=RECORDED)
+    parser.add_argument("--any-size", action="store_true",
+                        help="answer each config with the nearest unused recorded trial of any size (the first table)")
     args = parser.parse_args()
     seeds = list(range(2 if args.quick else args.seeds))
 
@@ -262,18 +299,20 @@ def main() -> int:
     if 2 * n > len(rec.curves):
         parser.error(f"--num-samples: the 2N arm needs {2 * n} trials, but only {len(rec.curves)} were recorded")
     bound, lines = choose_bound(rec, sizes, args.bound)
-    arms = [(f"constrained TPE, N={n}", n, True), (f"unconstrained TPE, 2N={2 * n}", 2 * n, False),
-            (f"unconstrained TPE, N={n}", n, False)]
+    arms = [(f"constrained TPE, N={n}", n, True, None), (f"unconstrained TPE, 2N={2 * n}", 2 * n, False, None),
+            (f"unconstrained TPE, N={n}", n, False, None),
+            (f"constrained TPE without redraws, N={n}", n, True, 1)]
     ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     storage = tempfile.mkdtemp(prefix="scenetune-constrained-")
     runs = []
     try:
         for seed in seeds:
-            for arm, samples, constrained in arms:
+            for arm, samples, constrained, redraws in arms:
                 t0 = time.time()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    result = sweep(rec, sizes, seed, samples, bound, constrained, storage)
+                    result = sweep(rec, sizes, seed, samples, bound, constrained, storage,
+                                   same_size=not args.any_size, redraws=redraws)
                 runs.append({"arm": arm, "seed": seed, **result})
                 print(f"[{len(runs)}/{len(seeds) * len(arms)}] {arm} seed {seed}: best feasible "
                       f"{result['best_feasible']:.4f}, {result['feasible']}/{result['trials']} feasible, "
@@ -291,7 +330,7 @@ def main() -> int:
           f"factor {rec.scheduler.get('reduction_factor')}), one trial at a time; start-up trials: "
           f"{startup_trials(n)} of {n}, {startup_trials(2 * n)} of {2 * n}; best feasible = best last-reported "
           f"{rec.metric} among trials with model_mb <= {bound:.4f}; compute = recorded fit seconds\n")
-    report(pd.DataFrame(runs), [a for a, _, _ in arms], seeds)
+    report(pd.DataFrame(runs), [a for a, *_ in arms], seeds)
     print(f"\nwall time {time.time() - started:.0f} s")
     return 0
 
