@@ -60,8 +60,8 @@ class FeasibleFirstSampler(optuna.samplers.BaseSampler):
         params = self.base.sample_relative(study, trial, search_space)
         if not params:  # start-up (random) draws, or a sampler without model-based draws
             return params
-        told = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED),
-                                             use_cache=True) if t.constraints]
+        told = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if t.constraints]
         if not told:
             return params
         best, odds = params, feasible_odds(params, told, search_space)

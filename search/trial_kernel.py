@@ -1,9 +1,9 @@
-"""How alike two configurations of one Optuna search space are: the kernel
-that the constrained search's feasibility estimate and the warm start's
-prior check share. A categorical value counts equal (1) or not
-(``OTHER_VALUE``); a number by its distance on the parameter's own range
-mapped to [0, 1] (log-scaled where the space is), through a Gaussian of
-width ``WIDTH``; the product over the parameters both configurations have."""
+"""How alike two configurations of one Optuna search space are: the weights
+of the constrained search's feasibility estimate (constrained_search.py).
+A categorical value counts equal (1) or not (``OTHER_VALUE``); a number by
+its distance on the parameter's own range mapped to [0, 1] (log-scaled where
+the space is), through a Gaussian of width ``WIDTH``; the product over the
+parameters both configurations have."""
 
 from __future__ import annotations
 
