@@ -203,6 +203,25 @@ def test_int8_is_smaller_and_its_card_tells_what_the_client_sees(exports, fresh,
     assert card["quantization"]["calibration_images"] == min(200, (split["split"] == "train").sum())
 
 
+def test_int8_scales_each_convolution_channel_and_each_dense_layer_as_a_whole(exports):
+    """``DENSE_PER_TENSOR`` takes effect (a TensorFlow without the setting
+    would quantize dense layers per channel, and this fails)."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=os.path.join(exports["tflite-int8"], "model.tflite"))
+    # weights: int8 tensors whose first dimension is output units or channels (activations: batch 1)
+    weights = [d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8 and d["shape"][0] > 1]
+    scales = {tuple(d["shape"]): len(d["quantization_parameters"]["scales"]) for d in weights}
+    dense = {shape: n for shape, n in scales.items() if len(shape) == 2}
+    conv = {shape: n for shape, n in scales.items() if len(shape) == 4}
+    assert dense and all(n == 1 for n in dense.values()), dense
+    assert conv and all(n == shape[0] for shape, n in conv.items()), conv
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_card_holds_the_check(exports, evaluated, test_split, fmt):
     card = read_json(os.path.join(exports[fmt], "card.json"))
