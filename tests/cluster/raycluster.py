@@ -106,7 +106,7 @@ class Node:
 
 class RayTestCluster:
     """``start_head()``, ``add_worker()``..., then ``address`` for drivers;
-    ``kill_raylet(node)`` to lose a node; ``shutdown()`` always."""
+    ``kill_raylet(node)`` or ``lose_node(node)`` to lose a node; ``shutdown()`` always."""
 
     def __init__(self, name: str = "st", env: dict | None = None, object_store_mb: int = 80):
         # Short: Ray's Unix socket paths live under the temp dir (108-byte limit).
@@ -302,6 +302,16 @@ class RayTestCluster:
         except subprocess.TimeoutExpired:
             node.process.kill()
             node.process.wait(10)
+
+    def lose_node(self, node: Node, timeout: float = 60) -> None:
+        """SIGKILL the whole node at once, as a machine that loses its power:
+        ``unshare --kill-child`` takes the namespace's init with it, and the
+        kernel ends every process of the namespace in the same instant. After
+        :meth:`kill_raylet` a trial's worker, which reports to the driver
+        directly, may still finish epochs until it notices its raylet is gone."""
+        node.killed = True
+        node.process.kill()
+        node.process.wait(timeout)
 
     def shutdown(self) -> None:
         for node in reversed(self.nodes):
