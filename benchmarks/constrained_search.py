@@ -117,33 +117,6 @@ def replay_with_size(config: dict, recording, sizes: dict, claims) -> None:
         tune.report(metrics)
 
 
-def same_size_claims(rec):
-    """A :class:`RecordedTrials` that answers each sampled configuration with
-    the nearest unused recorded trial of the same size (SIZE_KEYS) while one
-    is left, then with the nearest unused of any size: a real sweep trains the
-    model TPE asked for, so its model_mb is that model's."""
-    import ray
-
-    from scenetune.commands.replay import ReplayError, nearest
-
-    @ray.remote(num_cpus=0)
-    class SameSizeClaims:
-        def __init__(self, recording):
-            self.recording, self.given = recording, {}
-
-        def claim(self, replayed_trial: str, config: dict) -> str:
-            if replayed_trial not in self.given:
-                used, configs = set(self.given.values()), self.recording.configs
-                other = configs.index[(configs[list(SIZE_KEYS)] != [config[k] for k in SIZE_KEYS]).any(axis=1)]
-                try:
-                    self.given[replayed_trial] = nearest(self.recording, config, used | set(other))
-                except ReplayError:  # every recorded trial of that size is taken
-                    self.given[replayed_trial] = nearest(self.recording, config, used)
-            return self.given[replayed_trial]
-
-    return SameSizeClaims.remote(rec)
-
-
 def make_ledger(metric: str, mode: str):
     from scenetune.commands.replay import ComputeLedger
 
@@ -188,7 +161,7 @@ def sweep(rec, sizes: dict, seed: int, num_samples: int, bound: float, constrain
     from scenetune.search.tuner import environ, make_sampler, startup_trials
     from scenetune.spaces import to_optuna
 
-    claims = same_size_claims(rec) if same_size else RecordedTrials.remote(rec)
+    claims = RecordedTrials.remote(rec, same=SIZE_KEYS if same_size else ())  # the size TPE asked for, while one is left
     ledger = make_ledger(rec.metric, rec.mode)
     chosen = noting_stops(_scheduler("asha", rec, seed), rec.max_t)
     settings = {"space": to_optuna(rec.params.values()), "metric": rec.metric, "mode": rec.mode,

@@ -141,14 +141,21 @@ def nearest(recording: Recording, config: dict, exclude=()) -> str:
 class RecordedTrials:
     """The driver-side ledger of one replayed sweep: hands each replayed trial
     the nearest recorded trial that no other replayed trial has had, the same
-    one again when that trial asks again (a paused trial resuming)."""
+    one again when that trial asks again (a paused trial resuming); with
+    ``same``, one whose values of those keys are the config's while one is left."""
 
-    def __init__(self, recording: Recording):
+    def __init__(self, recording: Recording, same: tuple[str, ...] = ()):
         self.recording, self.given = recording, {}  # replayed trial id -> recorded trial id
+        self.same = list(same)  # keys whose values the recorded trial shares with the config while one is left
 
     def claim(self, replayed_trial: str, config: dict) -> str:
         if replayed_trial not in self.given:
-            self.given[replayed_trial] = nearest(self.recording, config, set(self.given.values()))
+            used, configs = set(self.given.values()), self.recording.configs
+            if self.same:
+                other = configs.index[(configs[self.same] != [get_path(config, k) for k in self.same]).any(axis=1)]
+                if len(used | set(other)) < len(configs):
+                    used |= set(other)
+            self.given[replayed_trial] = nearest(self.recording, config, used)
         return self.given[replayed_trial]
 
 

@@ -13,8 +13,7 @@ has already seen break the bound when its other parameters look good.
 :class:`FeasibleFirstSampler` therefore draws a configuration again, up to
 ``REDRAWS`` times, while the finished trials give it less than
 ``REFUSE_BELOW`` chance of keeping the bounds, and keeps the draw most likely
-to keep them. The estimate
-is a kernel average of the finished trials' feasibility (a categorical value
+to keep them. The estimate is a kernel average of the finished trials' feasibility (a categorical value
 equal or not, a number by its distance on the parameter's own scale) with
 one pseudo-trial of even odds: a configuration like the trials that broke a
 bound scores near 0, one unlike every trial so far near the share of
