@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core.constraints import excesses
+from scenetune.search.sampler_wrapper import SamplerWrapper
 from scenetune.search.trial_kernel import similarity
 
 REDRAWS = 16  # draws of one configuration at most, the first included
@@ -47,16 +48,14 @@ def feasible_odds(params: dict, trials: list, space: dict[str, BaseDistribution]
     return float(np.average(kept, weights=weights))
 
 
-class FeasibleFirstSampler(optuna.samplers.BaseSampler):
+class FeasibleFirstSampler(SamplerWrapper):
     """``base`` (TPE, NSGA-II...), with its model-based draws that the
     finished trials say are probably infeasible drawn again (module doc)."""
 
     def __init__(self, base: optuna.samplers.BaseSampler, redraws: int = REDRAWS):
-        self.base, self.redraws = base, redraws
+        super().__init__(base)
+        self.redraws = redraws
         self.redrawn = 0  # draws refused so far (for the benchmark and the tests)
-
-    def infer_relative_search_space(self, study, trial):
-        return self.base.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
         params = self.base.sample_relative(study, trial, search_space)
@@ -75,18 +74,6 @@ class FeasibleFirstSampler(optuna.samplers.BaseSampler):
             if (chance := feasible_odds(params, told, search_space)) > odds:
                 best, odds = params, chance
         return best
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self.base.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial):
-        self.base.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values):
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
 
 
 class ConstrainedOptunaSearch(OptunaSearch):

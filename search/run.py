@@ -19,6 +19,7 @@ from scenetune.core import storage
 from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
+from scenetune.search.finished_trials import CompactFinishedTrials, ranked_metrics
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
@@ -202,7 +203,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     ``warm``: as :func:`run_sweep` takes it."""
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
-    callbacks = [clock]
+    callbacks = [clock, CompactFinishedTrials(ranked_metrics(spec))]
     if not verbose:  # one line for Ray Tune's table of trials (which -v shows)
         writer = LineWriter()
         callbacks.append(ProgressLine(spec.metric, spec.mode, spec.search.num_samples, writer.update,

@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
+from scenetune.search.bounded_history import BoundedHistorySampler
 from scenetune.search.constrained_search import ConstrainedOptunaSearch
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
@@ -42,7 +43,7 @@ def make_sampler(name: str, seed: int, num_samples: int) -> optuna.samplers.Base
     startup = startup_trials(num_samples)
     match name:
         case "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+            return BoundedHistorySampler(optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup))
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
         case "cmaes":

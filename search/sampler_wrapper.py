@@ -1,0 +1,31 @@
+"""An Optuna sampler that hands every call to another (``base``): the
+parent of scenetune's sampler wrappers, which change one thing each
+(constrained_search.py: which draws are kept; bounded_history.py: which
+trials the base sampler sees)."""
+
+from __future__ import annotations
+
+import optuna
+
+
+class SamplerWrapper(optuna.samplers.BaseSampler):
+    def __init__(self, base: optuna.samplers.BaseSampler):
+        self.base = base
+
+    def infer_relative_search_space(self, study, trial):
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
