@@ -3,7 +3,7 @@ the whole study, side by side in one process: what a suggestion costs and
 what the search finds, past the window.
 
     .venv/bin/python benchmarks/bounded_history.py             # 2,500 trials, 3 tasks x 3 seeds: run it alone
-    .venv/bin/python benchmarks/bounded_history.py --quick     # 1,200 trials, 1 seed
+    .venv/bin/python benchmarks/bounded_history.py --quick     # 1,600 trials, 1 seed
 
 Each task is an Optuna study of ``--trials`` trials asked and told one at a
 time (scenetune's TPE settings: its seed, 10 random start-up trials), with
@@ -81,10 +81,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=2500)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1,200 trials, 1 seed")
+    parser.add_argument("--quick", action="store_true", help="1,600 trials, 1 seed")
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.seeds = 1200, 1
+        args.trials, args.seeds = 1600, 1
     if args.trials <= WINDOW + LATE:
         parser.error(f"--trials: more than {WINDOW + LATE} (the window, then {LATE} trials past it)")
     print(f"\n.venv/bin/python benchmarks/bounded_history.py {' '.join(sys.argv[1:] if argv is None else argv)}\n")
