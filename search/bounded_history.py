@@ -2,10 +2,9 @@
 10,000th trial as at its 1,000th (issue 24, benchmarks/driver_scale.py).
 
 Optuna's TPE fits its two densities to every finished trial of the study
-for each suggestion, and for each parameter apart (its default, independent
-sampling): splitting the trials into good and bad and building their
-parameter arrays are Python loops over the whole study, 8.5 ms a suggestion
-at 1,000 trials and 75 ms at 10,000 (Optuna 5.0). Past ``WINDOW`` finished
+for each suggestion: splitting the trials into good and bad and building
+their parameter arrays are Python loops over the whole study, 8.5 ms a
+suggestion at 1,000 trials and 75 ms at 10,000 (Optuna 5.0). Past ``WINDOW`` finished
 trials, :class:`BoundedHistorySampler` shows its base sampler a view of the
 study that holds the ``KEEP_BEST`` best finished trials of all, ranked as
 TPE ranks them (completed trials by value, then pruned ones by the last
@@ -89,7 +88,7 @@ class BoundedHistorySampler(SamplerWrapper):
         """The study as the base sampler sees it for ``trial``'s draws: the
         study itself up to ``window`` finished trials, else a :class:`StudyView`."""
         if trial is not None and self._view is not None and self._view[0] == trial.number:
-            return self._view[1]  # one view for all of a trial's draws (TPE draws each parameter apart)
+            return self._view[1]  # one view for all of a trial's draws (independent TPE draws each parameter apart)
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         view = study
         if len(finished) > self.window and not study._is_multi_objective():

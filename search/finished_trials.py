@@ -2,10 +2,9 @@
 10,000-trial driver, benchmarks/driver_scale.py).
 
 Ray Tune keeps, for the whole sweep, running statistics of every number a
-trial reported: for each key of its results (the trainable's metrics, Ray's
-own timings and counters, and every number of the trial's config, which Ray
-adds to each result) a dict of max, min, mean, last and two moving averages,
-with the moving averages' windows. In a sweep of cheap classifier trials
+trial reported: for each key of its results (the trainable's metrics and
+Ray's own timings and counters) a dict of max, min, mean, last and two moving
+averages, with the moving averages' windows. In a sweep of cheap classifier trials
 that is about 40 KB a trial of the driver's memory (tracemalloc, 450
 trials), and each experiment-state snapshot writes it again as indented JSON.
 scenetune reads none of it: its tables come from the trials' own files.

@@ -83,6 +83,7 @@ class ASHA(ASHAScheduler):
         recorded = next(r for m, r in bracket._rungs if m == milestone)
         if not waiting or (len(recorded) < self.quorum and not force):
             return
+        recorded = dict(recorded)  # as it is now: stopping a trial below may record at the rungs
         trials = {t.trial_id: t for t in tune_controller.get_live_trials()}  # a held trial is paused: live
         for trial_id in waiting:
             del self.held[trial_id]
