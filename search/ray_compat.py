@@ -219,15 +219,14 @@ def paced_forced_snapshots() -> bool:
     snapshots a trial, each slower as the sweep grows (the searcher's study
     and the trial list are saved whole): the driver's time per trial grew
     1.9x over 2,000 trials (benchmarks/driver_scale.py). Here a forced
-    snapshot asked for sooner than ``SNAPSHOT_PACE`` times the time the last
-    snapshot held the driver after it waits, its flag still set, until that
-    time has passed; so snapshots take at most a twentieth of the driver's
-    time, as Ray budgets its periodic snapshots. That time counts the saving
-    and the wait for the previous snapshot's upload to storage, which Ray
-    makes before a forced one: with the saving alone counted, a cheaper
-    snapshot (finished trials compacted, search/finished_trials.py) came
-    four times as often and the driver waited on the uploads, twice as long a
-    trial at 1,500 trials. A small sweep's snapshot takes a few
+    snapshot asked for sooner than ``SNAPSHOT_PACE`` times the last
+    snapshot's saving time after it waits, its flag still set, until that
+    time has passed; so saving takes at most a twentieth of the driver's time,
+    as Ray budgets its periodic snapshots. (Counting Ray's wait for the previous
+    upload too kept the driver from waiting on uploads, but held a small
+    sweep's forced snapshots back for seconds: a driver killed meanwhile left
+    a state naming a checkpoint already deleted, and its trial failed on
+    resume, tests/cluster/test_faults.py.) A small sweep's snapshot takes a few
     milliseconds, so its forced snapshots come as before; at 2,000 trials one
     takes a tenth of a second and the wait is under two seconds. A snapshot
     asked for with ``force`` (the sweep's end, a stop) is never held back."""
@@ -242,20 +241,16 @@ def paced_forced_snapshots() -> bool:
 
     def paced(original):
         def sync_up_experiment_state(self, save_fn, force=False, wait=False):
-            took = self.__dict__.get("_scenetune_snapshot_s", 0.0)
+            took = self.__dict__.get("_scenetune_save_s", 0.0)
             if not force and self._should_force_sync_up and \
                     time.monotonic() - self._last_save_time < SNAPSHOT_PACE * took:
                 return None  # the flag stays set: taken once the pace allows
-            saved, start = [], time.monotonic()
 
-            def save():
+            def timed_save():
+                start = time.monotonic()
                 save_fn()
-                saved.append(True)
-            try:
-                return original(self, save, force=force, wait=wait)
-            finally:
-                if saved:  # a snapshot was taken (not one of Ray's throttled calls)
-                    self.__dict__["_scenetune_snapshot_s"] = time.monotonic() - start
+                self.__dict__["_scenetune_save_s"] = time.monotonic() - start
+            return original(self, timed_save, force=force, wait=wait)
         return sync_up_experiment_state
 
     return _wrap(owner, "sync_up_experiment_state", paced, slow)
