@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from ray.tune import Callback
 
-from scenetune.search.ray_compat import _lost
+from scenetune.search.ray_compat import missing_in_ray
 
 KEPT = ("metric_analysis", "metric_n_steps")  # _TrainingRunMetadata's statistics, by metric
 
@@ -32,7 +32,8 @@ class CompactFinishedTrials(Callback):
 
         self.ranked = frozenset(ranked)
         missing = [f"_TrainingRunMetadata.{name}" for name in KEPT if not hasattr(_TrainingRunMetadata(), name)]
-        self.active = not missing or _lost(missing, "the driver keeps every metric's statistics of every trial")
+        without = "the driver keeps every metric's statistics of every trial"
+        self.active = not missing or missing_in_ray(missing, without)
 
     def compact(self, trial) -> None:
         # The ranked metrics keep both parts, so a trial run again (a retry) updates them as before.

@@ -56,7 +56,7 @@ class TrialWorkerKilled(RayActorError):
 RAY_PATCHED = "2.60"  # the Ray whose internals these patches are written for
 
 
-def _lost(missing: list[str], without: str) -> bool:
+def missing_in_ray(missing: list[str], without: str) -> bool:
     """One warning line: the Ray installed lacks ``missing``, so a patch is
     left out and ``without`` happens. Returns False (the patch is not in place)."""
     import ray
@@ -71,7 +71,7 @@ def _ray_class(module: str, name: str, without: str):
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
-        _lost([f"{module}.{name}"], without)
+        missing_in_ray([f"{module}.{name}"], without)
         return None
 
 
@@ -83,7 +83,7 @@ def _wrap(owner, name: str, make, without: str, needs: tuple[str, ...] = ()) -> 
         return False
     missing = [f"{owner.__name__}.{attr}" for attr in (name, *needs) if getattr(owner, attr, None) is None]
     if missing:
-        return _lost(missing, without)
+        return missing_in_ray(missing, without)
     original = getattr(owner, name)
     if not getattr(original, "_scenetune", False):
         wrapper = make(original)
@@ -237,7 +237,7 @@ def paced_forced_snapshots() -> bool:
     missing = [f"_ExperimentCheckpointManager.{attr}" for attr in ("_should_force_sync_up", "_last_save_time")
                if attr not in owner.__init__.__code__.co_names]  # set there, per instance
     if missing:
-        return _lost(missing, slow)
+        return missing_in_ray(missing, slow)
 
     def paced(original):
         def sync_up_experiment_state(self, save_fn, force=False, wait=False):
@@ -288,7 +288,7 @@ def set_restored_callbacks(tuner, callbacks: list, verbose: int | None = None) -
     if a future Ray moves it."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
     if run_config is None or not all(hasattr(run_config, attr) for attr in ("callbacks", "verbose")):
-        return _lost(["Tuner._local_tuner._run_config"],
+        return missing_in_ray(["Tuner._local_tuner._run_config"],
                      "a resumed run keeps its first run's callbacks and verbosity: its timings and progress line "
                      "are not recorded")
     run_config.callbacks = callbacks
@@ -344,7 +344,7 @@ def quiet_trial_boxes():
         output = None
     missing = _reporter_parts_missing(output) if output is not None else ["ray.tune.experimental.output"]
     if missing:
-        _lost(missing, lost)
+        missing_in_ray(missing, lost)
         yield False
         return
     AirVerbosity, TuneReporterBase, TuneTerminalReporter = (
