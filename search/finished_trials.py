@@ -1,16 +1,25 @@
 """What Ray Tune's driver keeps of a finished trial, bounded (issue 24: the
 10,000-trial driver, benchmarks/driver_scale.py).
 
-Ray Tune keeps, for the whole sweep, running statistics of every number a
-trial reported: for each key of its results (the trainable's metrics and
-Ray's own timings and counters) a dict of max, min, mean, last and two moving
-averages, with the moving averages' windows. In a sweep of cheap classifier trials
-that is about 40 KB a trial of the driver's memory (tracemalloc, 450
-trials), and each experiment-state snapshot writes it again as indented JSON.
+Ray Tune keeps, for the whole sweep, for each finished trial:
+- running statistics of every number the trial reported: for each key of its
+  results (the trainable's metrics and Ray's own timings and counters) a dict
+  of max, min, mean, last and two moving averages, with the moving averages'
+  windows: about 40 KB a trial of the driver's memory in a sweep of cheap
+  classifier trials (tracemalloc, 450 trials);
+- its last result, and the result that came with each checkpoint it keeps,
+  each a whole result as the trial process sent it (every metric, Ray's
+  counters, a copy of the configuration), and the indented JSON of its last
+  result that each experiment-state snapshot writes (together about 15 KB a
+  trial after the statistics were cut; tracemalloc, 700 trials).
 scenetune reads none of it: its tables come from the trials' own files.
-:class:`CompactFinishedTrials` drops it when a trial ends, but for the
-metrics that rank the trials (the sweep's, the scheduler's, the
-objectives'), which Ray's own ``ResultGrid`` ranks by.
+:class:`CompactFinishedTrials` cuts both to the metrics that rank the trials
+(the sweep's, the scheduler's, the objectives'), which Ray's own
+``ResultGrid`` ranks by, and Ray's own keys (``AUTO_RESULT_KEYS``: the
+iteration, times, node and process). The results are cut at the end of the
+driver's step in which the trial ended: Ray reads a trial's last result after
+the trial-complete callbacks, to decide whether its process is kept for the
+next trial (``ray_compat.recycle_grown_workers``).
 """
 
 from __future__ import annotations
@@ -22,18 +31,24 @@ from ray.tune import Callback
 from scenetune.search.ray_compat import missing_in_ray
 
 KEPT = ("metric_analysis", "metric_n_steps")  # _TrainingRunMetadata's statistics, by metric
+ENDED = ("TERMINATED", "ERROR")
 
 
 class CompactFinishedTrials(Callback):
-    """Drop a finished trial's running statistics but the ranked metrics' (module doc)."""
+    """Cut a finished trial's statistics and results to the ranked metrics (module doc)."""
 
     def __init__(self, ranked: Iterable[str]):
+        from ray.tune.result import AUTO_RESULT_KEYS
         from ray.tune.trainable.metadata import _TrainingRunMetadata
 
         self.ranked = frozenset(ranked)
-        missing = [f"_TrainingRunMetadata.{name}" for name in KEPT if not hasattr(_TrainingRunMetadata(), name)]
-        without = "the driver keeps every metric's statistics of every trial"
+        self.result_keys = self.ranked | set(AUTO_RESULT_KEYS)
+        metadata = _TrainingRunMetadata()
+        missing = [f"_TrainingRunMetadata.{name}" for name in (*KEPT, "last_result", "checkpoint_manager")
+                   if not hasattr(metadata, name)]
+        without = "the driver keeps every metric's statistics and whole results of every trial"
         self.active = not missing or missing_in_ray(missing, without)
+        self.ended: list = []  # trials ended in this step of the driver, cut at its end
 
     def compact(self, trial) -> None:
         # The ranked metrics keep both parts, so a trial run again (a retry) updates them as before.
@@ -41,12 +56,38 @@ class CompactFinishedTrials(Callback):
             for name in KEPT:
                 setattr(trial.run_metadata, name,
                         {k: v for k, v in getattr(trial.run_metadata, name).items() if k in self.ranked})
+            self.ended.append(trial)
+
+    def cut_results(self, trial) -> None:
+        metadata = trial.run_metadata
+        metadata.last_result = self.cut(metadata.last_result, trial.config)  # (setting it renews Ray's cached JSON)
+        manager = metadata.checkpoint_manager
+        if manager is not None:
+            kept = [*getattr(manager, "_checkpoint_results", ()), getattr(manager, "_latest_checkpoint_result", None)]
+            for result in {id(r): r for r in kept if r is not None and isinstance(r.metrics, dict)}.values():
+                result.metrics = self.cut(result.metrics, trial.config)
+        trial.invalidate_json_state()
+
+    def cut(self, result: dict, config: dict) -> dict:
+        out = {k: v for k, v in result.items() if k in self.result_keys}
+        if "config" in out:
+            out["config"] = config  # the trial's own, not a second copy
+        return out
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.compact(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.compact(trial)
+
+    def on_step_end(self, iteration, trials, **info):
+        while self.ended:
+            trial = self.ended.pop()
+            if trial.status in ENDED:  # (one that Ray runs again keeps its whole results)
+                self.cut_results(trial)
+
+    def on_experiment_end(self, trials, **info):
+        self.on_step_end(0, trials)
 
 
 def ranked_metrics(spec) -> set[str]:

@@ -148,6 +148,67 @@ def test_a_forced_snapshot_waits_for_its_pace_and_is_then_taken(ray_up, monkeypa
     assert len(saved) == 3
 
 
+UPLOAD_S = 0.8  # how long the test's previous upload of the experiment state runs
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+def test_a_forced_snapshot_due_during_an_upload_is_taken_after_it_without_the_driver_waiting(
+        ray_up, monkeypatch, tmp_path, patched):
+    """Ray waits in the driver for the previous upload to storage before a
+    forced snapshot; scenetune's driver goes on and takes the snapshot at its
+    first step after the upload, or after UPLOAD_HOLD_S (then as Ray does)."""
+    monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",
+                        ray_s_own(_ExperimentCheckpointManager.sync_up_experiment_state))
+    if patched:
+        assert paced_forced_snapshots()
+    trial = a_trial(tmp_path)
+    manager = _ExperimentCheckpointManager(storage=trial.storage, checkpoint_period=10**9,
+                                           sync_every_n_trial_checkpoints=KEEP)
+    saved, steps = [], []
+
+    def step(force=False):
+        def save():
+            os.makedirs(trial.storage.experiment_driver_staging_path, exist_ok=True)
+            saved.append(time.monotonic())
+        started = time.monotonic()
+        manager.sync_up_experiment_state(save_fn=save, force=force, wait=False)
+        steps.append(time.monotonic() - started)
+
+    def upload(seconds: float) -> float:
+        """A previous upload that runs ``seconds``; when it ends."""
+        manager._storage.syncer.wait()
+        manager._storage.syncer._launch_sync_process((lambda: time.sleep(seconds), {}))
+        return time.monotonic() + seconds
+
+    def force_one(number: int):
+        for n in (2 * number - 1, 2 * number):  # KEEP checkpoints since the last snapshot: Ray forces one
+            (folder := tmp_path / f"checkpoint_{n:06d}").mkdir()
+            trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(str(folder)), metrics={}))
+            manager.on_trial_checkpoint(trial)
+        time.sleep(0.05)  # past the pace of a snapshot that takes no time
+
+    step(force=True)  # the sweep's start
+    ends = upload(UPLOAD_S)
+    force_one(1)
+    steps.clear()
+    while len(saved) == 1:
+        step()
+        time.sleep(0.01)
+    if not patched:
+        assert steps[0] >= UPLOAD_S * 0.5, "Ray alone: the driver waits for the upload (after saving)"
+        return
+    assert max(steps) < 0.2 and len(steps) > 10, "the driver went on while the upload ran"
+    assert ends - 0.05 <= saved[1] <= ends + 0.3 and not manager._should_force_sync_up
+    monkeypatch.setattr(ray_compat, "UPLOAD_HOLD_S", 0.3)  # an upload that runs longer than the hold
+    held = time.monotonic()
+    ends = upload(3 * UPLOAD_S)
+    force_one(2)
+    while len(saved) == 2:
+        step()
+        time.sleep(0.01)
+    assert 0.3 <= saved[2] - held < ends - held, "taken after the hold, before the upload ended"
+
+
 def test_a_manager_without_the_force_flag_leaves_the_pacing_out_with_one_warning_line(monkeypatch, caplog):
     """The flag and the time it reads are set per instance, in ``__init__``."""
     monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",

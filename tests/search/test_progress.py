@@ -60,3 +60,60 @@ def test_the_line_is_composed_at_most_once_a_second_and_the_last_one_at_the_end(
     assert len(shown) == 2, "within the second"
     progress.on_experiment_end(trials_of("TETT"))
     assert last == ["trials: 4/4 done (1 errored); 0 running, 0 waiting; best val_accuracy 0.5 (t0); 0:01"]
+
+
+class CountedTrial:
+    """A trial whose status reads are counted."""
+
+    reads = 0
+
+    def __init__(self, i: int):
+        self.trial_id, self._status, self.config, self.last_result = f"t{i}", "PENDING", {"epochs": 3}, {}
+
+    @property
+    def status(self) -> str:
+        CountedTrial.reads += 1
+        return self._status
+
+
+def test_the_line_counts_as_a_full_walk_but_reads_only_the_trials_after_the_ended_ones():
+    """Ended trials stay ended in a run: the ones at the head of Ray's list are
+    counted once (at 10,000 trials a walk of every trial, once a second, cost
+    the driver 7 ms a trial)."""
+    import random
+
+    rng = random.Random(0)
+    progress = ProgressLine("val_accuracy", "max", 60, lambda line: None, lambda line: None)
+    trials: list = []  # one list, grown and changed as Ray Tune's is
+    for step in range(800):
+        if len(trials) < 60 and rng.random() < 0.3:
+            trials.append(CountedTrial(len(trials)))
+        live = [t for t in trials if t._status in ("PENDING", "RUNNING", "PAUSED")]
+        if live:
+            trial = rng.choice(live)
+            if trial._status == "RUNNING" and rng.random() < 0.5:
+                trial.last_result = {"training_iteration": rng.choice([1, 3])}
+                if rng.random() < 0.1:
+                    trial._status = "ERROR"
+                else:
+                    progress.on_trial_complete(step, trials, trial)
+                    trial._status = "TERMINATED"
+            else:
+                trial._status = rng.choice(["RUNNING", "PAUSED"])
+        statuses = [t._status for t in trials]
+        ended = [t for t in trials if t._status in ("TERMINATED", "ERROR")]
+        stopped = sum(t.trial_id in progress.stopped for t in ended)
+        errored = statuses.count("ERROR")
+        details = ", ".join(f"{n} {what}" for n, what in ((stopped, "stopped early"), (errored, "errored")) if n)
+        expected = (f"trials: {len(ended)}/60 done" + (f" ({details})" if details else "") +
+                    f"; {statuses.count('RUNNING')} running, "
+                    f"{statuses.count('PENDING') + statuses.count('PAUSED') + 60 - len(trials)} waiting")
+        CountedTrial.reads, counted_before = 0, progress.prefix
+        line = progress.line(trials)
+        assert line.rsplit("; ", 1)[0] == expected, step
+        head = next((i for i, s in enumerate(statuses) if s not in ("TERMINATED", "ERROR")), len(trials))
+        # the trials after the ended head: read once per count (4); the newly ended
+        # head: twice; the head counted before: not again
+        assert progress.prefix == head
+        assert CountedTrial.reads <= 4 * (len(trials) - head) + 2 * (head - counted_before) + 1, step
+    assert progress.prefix > 40, "most trials ended, and were counted once"

@@ -113,9 +113,10 @@ def saved_statuses(experiment: str) -> list[str]:
         return sorted(json.loads(trial)["status"] for trial, _ in json.load(f)["trial_data"])
 
 
-def run(trainable, tmp_path, name: str, param_space: dict, verbose: int = 0, **tune_config):
+def run(trainable, tmp_path, name: str, param_space: dict, verbose: int = 0, callbacks=None, **tune_config):
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(**tune_config),
-                      run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=verbose)).fit()
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=verbose,
+                                                callbacks=callbacks)).fit()
 
 
 # --- each wrapper is installed on its owner
@@ -221,16 +222,21 @@ def reports_rss(config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+@pytest.mark.parametrize("patched", [False, True, "compacted"], ids=["ray-alone", "scenetune", "with-compaction"])
 def test_a_warm_process_that_grew_is_retired(ray_local, ray_alone, tmp_path, patched):
     """Four trials, one at a time, in warm processes. Ray alone runs them all
     in one process; with ``recycle_at_growth_mb`` 100 the process is retired
     after the third trial (200 MB past its size after its first: the second's
-    50 MB keeps it), and the fourth runs in a new one."""
+    50 MB keeps it), and the fourth runs in a new one; so too when finished
+    trials' results are cut to the ranked metrics (``process_rss_mb`` is not
+    one), as ``scenetune sweep`` does (search/finished_trials.py)."""
+    from scenetune.search.finished_trials import CompactFinishedTrials
+
     if patched:
         assert recycle_grown_workers(100)
+    callbacks = [CompactFinishedTrials({"i"})] if patched == "compacted" else None
     results = run(tune.with_resources(reports_rss, {"cpu": 2}), tmp_path, "warm",
-                  {"i": tune.grid_search(list(range(len(RSS_MB))))}, reuse_actors=True)
+                  {"i": tune.grid_search(list(range(len(RSS_MB))))}, callbacks=callbacks, reuse_actors=True)
     assert not results.errors
     pids = [r.metrics["pid"] for r in sorted(results, key=lambda r: r.config["i"])]
     assert pids[0] == pids[1] == pids[2], pids
