@@ -231,16 +231,13 @@ def paced_forced_snapshots() -> bool:
     milliseconds, so its forced snapshots come as before; at 2,000 trials one
     takes a tenth of a second and the wait is under two seconds.
 
-    And the driver does not wait for the upload: before a forced snapshot Ray
-    waits for the previous upload of the experiment state to storage to end,
-    and the driver with it. Cheaper snapshots (``finished_trials.py``) let
-    the pacing above allow more forced ones, and at 1,500 free trials the
-    driver spent half its time in those waits (0.17 s a trial against 0.08).
-    A forced snapshot due while the previous upload runs is taken at the
-    first step of the driver after the upload ends (tens of milliseconds: the
-    hold that broke the killed-driver test was seconds), or after
-    ``UPLOAD_HOLD_S``, when Ray's own wait takes over. A snapshot asked for
-    with ``force`` (the sweep's end, a stop) is never held back."""
+    Nor does the driver wait for the upload: Ray waits, before a forced
+    snapshot, for the previous upload to storage to end (at 1,500 free trials
+    half the driver's time, 0.17 s a trial against 0.08, once cheaper
+    snapshots let more be forced). One due while an upload runs is taken at
+    the driver's first step after it ends (milliseconds, not the seconds that
+    broke the killed-driver test), or after ``UPLOAD_HOLD_S`` as Ray does. A
+    snapshot asked for with ``force`` (the sweep's end, a stop) is never held."""
     slow = "the driver saves the whole experiment state after most trials' checkpoints, slower as the sweep grows"
     owner = _ray_class("ray.tune.execution.experiment_state", "_ExperimentCheckpointManager", slow)
     if owner is None:  # _ray_class warned
