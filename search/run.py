@@ -120,6 +120,21 @@ def interruptible():
         tune_logger.removeFilter(_scenetune_words_on_stopping)
 
 
+def resumable(spec: SweepSpec) -> tuple[SweepSpec, int | None]:
+    """For ``--resume``, where the driver runs: the experiment's own spec (its
+    settings win over the file's), refused in one line when the experiment
+    holds no Ray Tune state, and how many trials it holds when it is finished
+    (said in one line: there is nothing to resume), else None."""
+    stored = storage.join(spec.experiment_uri, SPEC_FILE)
+    if storage.exists(stored):
+        spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
+    check_restorable(spec)
+    done = finished_trials(spec)
+    if done is not None:
+        print(f"experiment {spec.name!r} is finished ({done} trials); nothing to resume", file=sys.stderr)
+    return spec, done
+
+
 def finished_trials(spec: SweepSpec) -> int | None:
     """How many trials a saved experiment holds when it is finished (every
     trial created and ended), else None: ``--resume`` has nothing to do then."""
@@ -168,17 +183,13 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False,
     :class:`scenetune.analysis.warm_start.WarmStart`: its ``trials`` and its
     ``record``, kept in the experiment); a resumed one has them already."""
     clock = SweepClock()
-    if resume:
-        stored = storage.join(spec.experiment_uri, SPEC_FILE)
-        if storage.exists(stored):  # the experiment's own settings win over the file's
-            spec = parse_spec(yaml.safe_load(storage.read_text(stored)))
-        check_restorable(spec)
-        done = finished_trials(spec)
-        if done is not None:
-            print(f"experiment {spec.name!r} is finished ({done} trials); nothing to resume", file=sys.stderr)
-            return spec.experiment_uri
-    elif not is_client(address):  # refused at once, before Ray starts (through Ray Client the head checks)
-        check_new_experiment(spec)
+    if not is_client(address):  # refused at once, before Ray starts (through Ray Client the head reads the storage)
+        if resume:
+            spec, done = resumable(spec)
+            if done is not None:
+                return spec.experiment_uri
+        else:
+            check_new_experiment(spec)
     with clock.phase("ray_start_s"):
         connect(address, verbose)
     with stops_on_sigterm():
@@ -199,8 +210,14 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
           warm=None) -> bool:
     """Build (after the data check and split) or restore the Tuner and run it
     where Ray Tune's driver runs; True when the sweep ended before its trials.
-    ``checked``: the new experiment's name and storage were checked already;
-    ``warm``: as :func:`run_sweep` takes it."""
+    ``checked``: the new experiment's name and storage were checked already,
+    or the experiment to resume read (:func:`resumable`); through Ray Client
+    they are not, and this reads them on the head, where the storage is the
+    cluster's; ``warm``: as :func:`run_sweep` takes it."""
+    if resume and not checked:
+        spec, done = resumable(spec)
+        if done is not None:
+            return False
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "new study created" line
     callbacks = [clock, CompactFinishedTrials(ranked_metrics(spec))]

@@ -203,3 +203,19 @@ def test_evaluate_names_damaged_logs_as_best_and_report_do(damaged_experiment, c
         err = capsys.readouterr().err
         assert f"scenetune: warning: {damaged_experiment}/train_known_empty_00000: empty trial directory" in err, \
             command
+
+
+def test_a_resume_through_ray_client_leaves_the_experiment_to_the_head(tmp_path, synth_root):
+    """Through Ray Client the storage is the cluster's (on a real cluster the
+    client may not see it): the experiment to resume is read on the head, so
+    here, with nothing listening, the connection is what the one line names."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = spec_file(tmp_path, synth_root, {"name": "on-the-head"})
+    run = subprocess.run([SCENETUNE, "sweep", path, "--address", f"ray://127.0.0.1:{port}", "--resume"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
+    assert "nothing answers at 127.0.0.1" in run.stderr and "does not exist" not in run.stderr, run.stderr

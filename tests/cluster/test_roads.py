@@ -176,6 +176,8 @@ def test_ctrl_c_saves_and_the_resume_finishes(cluster, make_spec, tmp_path, road
     resumed = sweep(spec, address, client_env(cluster), "--name", "stop", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     check_resumed(experiment, 4, 6)
+    again = sweep(spec, address, client_env(cluster), "--name", "stop", "--resume")  # read where the driver runs
+    assert again.returncode == 0 and "is finished (4 trials); nothing to resume" in again.stderr, again.stderr
 
 
 def test_ray_job_stop_saves_and_a_resubmitted_resume_finishes(cluster, tmp_path, synth_root, s3):
