@@ -104,18 +104,25 @@ def test_a_restored_sweep_s_new_driver_still_takes_storage_s_rows(ray_up, tmp_pa
 SAVE_S = 0.05  # how long the test's snapshot takes to save
 
 
-@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
-def test_a_forced_snapshot_waits_for_its_pace_and_is_then_taken(ray_up, monkeypatch, tmp_path, patched):
-    """As the controller does: each trial checkpoint is handed to the manager,
-    which is then asked for a snapshot at every step; Ray's own throttle is
-    out of the way here (a period of 10**9 s), so only forced ones are taken."""
+def snapshot_manager(monkeypatch, tmp_path, patched: bool):
+    """A trial and Ray's own experiment checkpoint manager of its storage, with
+    Ray's throttle out of the way (a period of 10**9 s: only forced snapshots
+    are taken); paced by scenetune when ``patched``."""
     monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",
                         ray_s_own(_ExperimentCheckpointManager.sync_up_experiment_state))
     if patched:
         assert paced_forced_snapshots()
     trial = a_trial(tmp_path)
-    manager = _ExperimentCheckpointManager(storage=trial.storage, checkpoint_period=10**9,
-                                           sync_every_n_trial_checkpoints=KEEP)
+    return trial, _ExperimentCheckpointManager(storage=trial.storage, checkpoint_period=10**9,
+                                               sync_every_n_trial_checkpoints=KEEP)
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+def test_a_forced_snapshot_waits_for_its_pace_and_is_then_taken(ray_up, monkeypatch, tmp_path, patched):
+    """As the controller does: each trial checkpoint is handed to the manager,
+    which is then asked for a snapshot at every step; Ray's own throttle is
+    out of the way here (a period of 10**9 s), so only forced ones are taken."""
+    trial, manager = snapshot_manager(monkeypatch, tmp_path, patched)
     saved = []
 
     def step(force=False):
@@ -157,13 +164,7 @@ def test_a_forced_snapshot_due_during_an_upload_is_taken_after_it_without_the_dr
     """Ray waits in the driver for the previous upload to storage before a
     forced snapshot; scenetune's driver goes on and takes the snapshot at its
     first step after the upload, or after UPLOAD_HOLD_S (then as Ray does)."""
-    monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state",
-                        ray_s_own(_ExperimentCheckpointManager.sync_up_experiment_state))
-    if patched:
-        assert paced_forced_snapshots()
-    trial = a_trial(tmp_path)
-    manager = _ExperimentCheckpointManager(storage=trial.storage, checkpoint_period=10**9,
-                                           sync_every_n_trial_checkpoints=KEEP)
+    trial, manager = snapshot_manager(monkeypatch, tmp_path, patched)
     saved, steps = [], []
 
     def step(force=False):
