@@ -26,6 +26,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from scenetune.core.rungs import hyperband_brackets
+from scenetune.search.sorted_rungs import sort_rungs
 
 
 class ASHA(ASHAScheduler):
@@ -37,6 +38,7 @@ class ASHA(ASHAScheduler):
 
     def __init__(self, seed: int = 0, quorum: int = 1, **settings):
         super().__init__(**settings)
+        sort_rungs(self)  # each cut-off reads only the results recorded since the last
         self._bracket_draws = np.random.default_rng(seed)
         self.quorum = quorum
         self.held: dict[str, float] = {}  # trial id -> the rung (milestone) it waits at
