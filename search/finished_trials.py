@@ -31,7 +31,7 @@ from ray.tune import Callback
 from scenetune.search.ray_compat import missing_in_ray
 
 KEPT = ("metric_analysis", "metric_n_steps")  # _TrainingRunMetadata's statistics, by metric
-ENDED = ("TERMINATED", "ERROR")
+ENDED = ("TERMINATED", "ERROR")  # a trial's status once it has ended (final within a run)
 
 
 class CompactFinishedTrials(Callback):

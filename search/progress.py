@@ -19,8 +19,9 @@ import time
 
 from ray.tune import Callback
 
+from scenetune.search.finished_trials import ENDED
+
 MINUTE = 60.0
-ENDED = ("TERMINATED", "ERROR")  # a trial's status once it has ended (final within a run)
 
 
 class LineWriter:

@@ -19,7 +19,7 @@ from scenetune.core import storage
 from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
-from scenetune.search.finished_trials import CompactFinishedTrials, ranked_metrics
+from scenetune.search.finished_trials import ENDED, CompactFinishedTrials, ranked_metrics
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
@@ -146,7 +146,7 @@ def finished_trials(spec: SweepSpec) -> int | None:
         statuses = [json.loads(trial)["status"] for trial, _ in state.get("trial_data", [])]
     except (ValueError, KeyError, TypeError):
         return None
-    ended = all(status in ("TERMINATED", "ERROR") for status in statuses)
+    ended = all(status in ENDED for status in statuses)
     return len(statuses) if ended and len(statuses) >= spec.search.num_samples else None
 
 
