@@ -60,13 +60,14 @@ class CompactFinishedTrials(Callback):
 
     def cut_results(self, trial) -> None:
         metadata = trial.run_metadata
-        metadata.last_result = self.cut(metadata.last_result, trial.config)  # (setting it renews Ray's cached JSON)
+        # setting it renews the cached JSON of the run metadata (the checkpoints below with it);
+        # the trial's own state JSON holds neither
+        metadata.last_result = self.cut(metadata.last_result, trial.config)
         manager = metadata.checkpoint_manager
         if manager is not None:
             kept = [*getattr(manager, "_checkpoint_results", ()), getattr(manager, "_latest_checkpoint_result", None)]
             for result in {id(r): r for r in kept if r is not None and isinstance(r.metrics, dict)}.values():
                 result.metrics = self.cut(result.metrics, trial.config)
-        trial.invalidate_json_state()
 
     def cut(self, result: dict, config: dict) -> dict:
         out = {k: v for k, v in result.items() if k in self.result_keys}
