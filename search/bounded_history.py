@@ -14,11 +14,15 @@ is the one it would fit over the whole study; its bad density is fitted to
 the recent trials, which TPE already weighs most (``default_weights``
 ramps the older trials' weights down). A study of at most ``WINDOW``
 finished trials, a multi-objective one, and every sweep of fewer trials,
-is sampled exactly as by the base sampler alone.
+is sampled exactly as by the base sampler alone. The window is kept as
+trials end: each suggestion reads only the trials that began or ended since
+the last one, not the whole study (8 ms of a suggestion's 38 at 3,500
+trials in the driver, under cProfile).
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import heapq
 import math
@@ -80,26 +84,46 @@ class BoundedHistorySampler(SamplerWrapper):
             raise ValueError(f"keep_best must be above 0 and below window ({window}), not {keep_best}")
         super().__init__(base)
         self.window, self.keep_best = window, keep_best
-        self._ranked: set[int] = set()  # numbers of the finished trials ranked so far
-        self._best: list[tuple] = []  # (rank, number, trial): the keep_best best so far
+        self._read = 0  # the study's trials read so far (a study lists its trials in order and never drops one)
+        self._open: list[int] = []  # of those, the positions of the ones not ended when last read
+        self._finished: list[int] = []  # the positions of the finished ones (FINISHED), in order
+        self._best: list[tuple] = []  # (rank, number, trial): the keep_best best finished trials
         self._view: tuple[int, object] | None = None  # (trial number, the view its draws see)
+
+    def _take_new(self, trials: list[FrozenTrial], sign: float) -> None:
+        """Read the trials that finished since the last call: those past the
+        ones read, and those that were still open. A suggestion costs the
+        same whatever the study's length."""
+        if len(trials) < self._read:  # another study: start over
+            self._read, self._open, self._finished, self._best = 0, [], [], []
+        positions = [*self._open, *range(self._read, len(trials))]
+        self._read, self._open, new = len(trials), [], []
+        for position in positions:
+            state = trials[position].state
+            if state in FINISHED:
+                new.append(position)
+            elif not state.is_finished():  # running or waiting; a failed trial is never read again
+                self._open.append(position)
+        for position in new:
+            bisect.insort(self._finished, position)
+        self._best = heapq.nsmallest(self.keep_best, self._best + [(tpe_rank(trials[p], sign), trials[p].number,
+                                                                    trials[p]) for p in new],
+                                     key=lambda entry: entry[:2])
 
     def bounded(self, study: optuna.Study, trial: FrozenTrial | None = None):
         """The study as the base sampler sees it for ``trial``'s draws: the
         study itself up to ``window`` finished trials, else a :class:`StudyView`."""
         if trial is not None and self._view is not None and self._view[0] == trial.number:
             return self._view[1]  # one view for all of a trial's draws (independent TPE draws each parameter apart)
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
         view = study
-        if len(finished) > self.window and not study._is_multi_objective():
-            sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
-            new = [t for t in finished if t.number not in self._ranked]
-            self._ranked.update(t.number for t in new)
-            self._best = heapq.nsmallest(self.keep_best, self._best + [(tpe_rank(t, sign), t.number, t) for t in new],
-                                         key=lambda entry: entry[:2])
-            best = {number: t for _, number, t in self._best}
-            recent = [t for t in finished[-self.window:] if t.number not in best][len(best) - self.window:]
-            view = StudyView(study, sorted([*best.values(), *recent], key=lambda t: t.number))
+        if not study._is_multi_objective():
+            trials = study.get_trials(deepcopy=False)
+            self._take_new(trials, 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0)
+            if len(self._finished) > self.window:
+                best = {number: t for _, number, t in self._best}
+                recent = [trials[p] for p in self._finished[-self.window:]]
+                recent = [t for t in recent if t.number not in best][len(best) - self.window:]
+                view = StudyView(study, sorted([*best.values(), *recent], key=lambda t: t.number))
         if trial is not None:
             self._view = (trial.number, view)
         return view

@@ -126,3 +126,48 @@ def test_tpe_sweeps_use_it_and_bad_settings_are_refused():
     assert isinstance(sampler, BoundedHistorySampler) and isinstance(sampler.base, optuna.samplers.TPESampler)
     with pytest.raises(ValueError, match="keep_best"):
         BoundedHistorySampler(optuna.samplers.TPESampler(), window=10, keep_best=10)
+
+
+def reference_window(study: optuna.Study, window: int, keep_best: int) -> list[int]:
+    """The numbers of the trials the window should hold, from the whole study at once."""
+    from scenetune.search.bounded_history import FINISHED, tpe_rank
+
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+    if len(finished) <= window:
+        return [t.number for t in finished]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    best = {t.number for t in sorted(finished, key=lambda t: (tpe_rank(t, sign), t.number))[:keep_best]}
+    recent = [t.number for t in finished if t.number not in best][-(window - keep_best):]
+    return sorted(best | set(recent))
+
+
+def test_trials_that_end_out_of_order_fail_or_wait_are_read_as_a_whole_study_reads():
+    """The window is kept as trials end, reading only what changed since the
+    last suggestion: trials that end in another order than they began, that
+    fail (never in the window), that wait in the queue, give at every step the
+    window read from the whole study at once."""
+    import random
+
+    draw = random.Random(5)
+    study = optuna.create_study(direction="maximize")
+    sampler = BoundedHistorySampler(optuna.samplers.TPESampler(seed=0), window=40, keep_best=6)
+    running = []
+    for step in range(400):
+        if draw.random() < 0.1:
+            study.enqueue_trial({"x": draw.uniform(-5, 5), "kind": "a"})
+        while len(running) < 8:
+            running.append(study.ask(fixed_distributions=SPACE))
+        trial = running.pop(draw.randrange(len(running)))
+        outcome = draw.random()
+        if outcome < 0.1:
+            study.tell(trial, state=TrialState.FAIL)
+        elif outcome < 0.55:
+            for epoch in range(1, draw.randint(1, 3) + 1):
+                trial.report(draw.random(), epoch)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, draw.random())
+        if step % 3 == 0:
+            seen = sampler.bounded(study).get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            assert [t.number for t in seen] == reference_window(study, 40, 6), step
+    assert len(seen) == 40 and any(t.state == TrialState.FAIL for t in study.trials)
