@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scenetune.search.sampler_wrapper import SamplerWrapper
 
-WINDOW = 1000  # finished trials the base sampler sees at most
+WINDOW = 500  # finished trials the base sampler sees at most
 KEEP_BEST = 50  # of them, the best of the whole study (TPE's good set is at most 25)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

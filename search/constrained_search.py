@@ -27,9 +27,9 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.core.constraints import excesses
+from scenetune.search.finished_trials import CompactOptunaSearch
 from scenetune.search.sampler_wrapper import SamplerWrapper
 from scenetune.search.trial_kernel import similarity
 
@@ -76,8 +76,8 @@ class FeasibleFirstSampler(SamplerWrapper):
         return best
 
 
-class ConstrainedOptunaSearch(OptunaSearch):
-    """Ray Tune's ``OptunaSearch`` that also tells each trial's constraint
+class ConstrainedOptunaSearch(CompactOptunaSearch):
+    """scenetune's ``OptunaSearch`` that also tells each trial's constraint
     values, its sampler wrapped in :class:`FeasibleFirstSampler`."""
 
     def __init__(self, *args, constraints: list[dict], sampler=None, **kwargs):

@@ -13,6 +13,12 @@ Ray Tune keeps, for the whole sweep, for each finished trial:
   result that each experiment-state snapshot writes (together about 15 KB a
   trial after the statistics were cut; tracemalloc, 700 trials).
 scenetune reads none of it: its tables come from the trials' own files.
+A trial that ended as TERMINATED (Ray never runs one again) also loses the
+windows of the moving averages (a deque a metric and window: about 3 KB a
+trial); the averages themselves are kept. Ray's ``OptunaSearch`` keeps the
+``optuna.Trial`` handle of every trial it suggested (its own copy of the
+trial's frozen state: about 5.7 KB); :class:`CompactOptunaSearch` lets go of
+it once the trial is told to the study, which keeps the trial.
 :class:`CompactFinishedTrials` cuts both to the metrics that rank the trials
 (the sweep's, the scheduler's, the objectives'), which Ray's own
 ``ResultGrid`` ranks by, and Ray's own keys (``AUTO_RESULT_KEYS``: the
@@ -27,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.search.ray_compat import missing_in_ray
 
@@ -63,6 +70,8 @@ class CompactFinishedTrials(Callback):
         # setting it renews the cached JSON of the run metadata (the checkpoints below with it);
         # the trial's own state JSON holds neither
         metadata.last_result = self.cut(metadata.last_result, trial.config)
+        if trial.status == "TERMINATED":  # never run again: its moving averages are final
+            metadata.metric_n_steps = {}
         manager = metadata.checkpoint_manager
         if manager is not None:
             kept = [*getattr(manager, "_checkpoint_results", ()), getattr(manager, "_latest_checkpoint_result", None)]
@@ -89,6 +98,18 @@ class CompactFinishedTrials(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.on_step_end(0, trials)
+
+
+class CompactOptunaSearch(OptunaSearch):
+    """Ray Tune's ``OptunaSearch`` that drops a trial's ``optuna.Trial``
+    handle once the trial is told to the study (module doc). Ray reads the
+    handle of no trial in ``_completed_trials``: a late result or completion
+    of one is warned about and ignored."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        super().on_trial_complete(trial_id, result, error)
+        if trial_id in getattr(self, "_completed_trials", ()):
+            self._ot_trials.pop(trial_id, None)
 
 
 def ranked_metrics(spec) -> set[str]:

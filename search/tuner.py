@@ -21,6 +21,7 @@ from scenetune.core import registry, storage
 from scenetune.core.layout import DATA_CHECK_FILE, MANIFEST_FILE, SPEC_FILE
 from scenetune.search.bounded_history import BoundedHistorySampler
 from scenetune.search.constrained_search import ConstrainedOptunaSearch
+from scenetune.search.finished_trials import CompactOptunaSearch
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
@@ -106,7 +107,7 @@ def searcher_and_space(spec: SweepSpec, chosen=None, warm: list | None = None):
         settings = dict(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler, storage=storage,
                         study_name=STUDY_NAME)
         searcher = (ConstrainedOptunaSearch(**settings, constraints=[c.model_dump() for c in spec.constraints])
-                    if spec.constraints else OptunaSearch(**settings))
+                    if spec.constraints else CompactOptunaSearch(**settings))
         return searcher, {}
     if spec.search.algorithm == "grid":
         params = [Param(p.key, "grid", p.args) for p in params]

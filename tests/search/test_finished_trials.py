@@ -87,10 +87,12 @@ def test_finished_trials_last_and_checkpoint_results_keep_the_ranked_metrics_and
 def test_a_result_is_cut_only_after_the_step_in_which_its_trial_ended(tmp_path):
     """Ray reads a trial's last result after the trial-complete callbacks
     (whether its warm process is kept: ``process_rss_mb``); a trial that is
-    not ended at the step's end (run again) keeps its whole result."""
+    not ended at the step's end (run again) keeps its whole result. A
+    TERMINATED trial (never run again) loses its moving averages' windows,
+    not the averages; an errored one (which a resume may run again) keeps them."""
     trials = [Trial("three_epochs", config={"x": x}, checkpoint_config=CheckpointConfig(),
                     storage=StorageContext(storage_path=str(tmp_path), experiment_dir_name="e", trial_dir_name=f"t{x}"))
-              for x in (1, 2)]
+              for x in (1, 2, 3)]
     compact = CompactFinishedTrials({"score"})
     for trial in trials:
         trial.update_last_result({"score": 0.5, "process_rss_mb": 300.0, "training_iteration": 1})
@@ -98,9 +100,34 @@ def test_a_result_is_cut_only_after_the_step_in_which_its_trial_ended(tmp_path):
         assert trial.last_result["process_rss_mb"] == 300.0
     trials[0].set_status(Trial.TERMINATED)
     trials[1].set_status(Trial.PENDING)
+    trials[2].set_status(Trial.ERROR)
     compact.on_step_end(1, trials)
     assert set(trials[0].last_result) - {"trial_id"} == {"score", "training_iteration"}
     assert trials[1].last_result["process_rss_mb"] == 300.0
+    terminated, errored = trials[0].run_metadata, trials[2].run_metadata
+    assert terminated.metric_n_steps == {} and terminated.metric_analysis["score"]["last-5-avg"] == 0.5
+    assert set(errored.metric_n_steps) == {"score"} and set(errored.metric_analysis) == {"score"}
+    assert json.loads(terminated.get_json_state())["metric_n_steps"] == {}
+
+
+def test_the_searcher_lets_go_of_a_trial_s_optuna_handle_once_the_study_has_it(ray_up, tmp_path):  # noqa: F811
+    """Ray's OptunaSearch keeps each suggested trial's ``optuna.Trial``; the
+    sweep's searcher drops it at the trial's end, the study keeping every
+    trial with its values by epoch; a late completion is ignored, as Ray does."""
+    import optuna
+
+    from scenetune.search.finished_trials import CompactOptunaSearch
+
+    searcher = CompactOptunaSearch(space={"x": optuna.distributions.FloatDistribution(1.0, 2.0)}, metric="score",
+                                   mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
+    tune.Tuner(three_epochs, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=4),
+               run_config=tune.RunConfig(name="optuna", storage_path=str(tmp_path), verbose=0)).fit()
+    assert searcher._ot_trials == {} and len(searcher._completed_trials) == 4
+    trials = searcher._ot_study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert all(t.value == 3 * t.params["x"] and sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
+    searcher.on_trial_complete(next(iter(searcher._completed_trials)), {"score": 9.0})
+    assert len(searcher._ot_study.get_trials()) == 4
 
 
 def test_a_trial_run_again_after_it_was_compacted_updates_its_ranked_statistics(tmp_path):
