@@ -8,7 +8,7 @@ what the search finds, past the window.
 
 Each task is an Optuna study of ``--trials`` trials asked and told one at a
 time (scenetune's TPE settings: its seed, 10 random start-up trials), with
-TPE as scenetune builds it (``BoundedHistorySampler``: 1,000 finished
+TPE as scenetune builds it (``BoundedHistorySampler``: 500 finished
 trials at most, the 50 best of all) and TPE alone. Three kinds of task, so
 that the default is not judged on one: a classifier's known learning curve
 (the driver benchmark's, its final epoch: a log-scaled rate, a dropout and

@@ -37,9 +37,11 @@ At 10,000 trials what grew next was TPE's suggestion, which walked every
 finished trial (15 -> 109 ms a trial), ASHA's choice of the next trial,
 which walked every trial (1 -> 31 ms), and Ray Tune's statistics of every
 reported number of every finished trial (about 40 KB a trial): TPE now sees
-at most 1,000 finished trials (``search/bounded_history.py``), ASHA skips the
-ended ones, and a finished trial keeps only its ranked metrics' statistics
-(``search/finished_trials.py``). benchmarks/README.md has the tables.
+at most 500 finished trials, read as they end (``search/bounded_history.py``),
+ASHA skips the ended ones and keeps its rungs sorted, and a finished trial
+keeps only its ranked metrics' statistics and results, and no Optuna handle
+in the searcher (``search/finished_trials.py``). benchmarks/README.md has
+the tables.
 """
 
 from __future__ import annotations
