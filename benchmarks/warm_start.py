@@ -21,9 +21,12 @@ Scenarios (the issue's goals; each one in benchmarks/README.md#warm-start-replay
    beside Ray Tune's ``points_to_evaluate`` + ``evaluated_rewards``;
 2. scale: earlier sweep at image_size 32, new one at 48, 12 trials; the
    earlier trials (a) left out, (b) a prior (the default), (c) rerun_best 3,
-   (d) both (goal <= 0.7x cold);
+   (d) both, (e) a prior for the start-up trials only (goal <= 0.7x cold);
 3. unrelated: scenario 1's earlier trials with values reversed, or params
    shuffled between trials (goal <= 1.2x cold).
+In scenarios 1 and 3, rows "prior for the start-up only" run the warm start
+with ``search.warm_start_prior: startup`` (``search/warm_prior.py``): TPE
+sees the earlier trials for the sweep's start-up trials, then its own alone.
 
 Measured per sweep: simulated compute (recorded fit seconds) and epochs run
 until the sweep's best first came within 0.01 of the best recorded value; a
@@ -42,13 +45,15 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECORDED = os.path.join(HERE, "fixtures", "search-recorded")
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from warm_start_trials import as_answered, best_configs, ray_peer, reversed_values, shuffled_params  # noqa: E402
 
 TOLERANCE = 0.01
 SMALL, LARGE = 32, 48  # scenario 2's fixed image sizes
@@ -88,12 +93,14 @@ def make_ledger(metric: str, mode: str):
 
 
 def sweep(rec, seed: int, num_samples: int, storage: str, name: str, fixed: dict, *,
-          warm: list | None = None, enqueue: list | None = None, ray_points: tuple | None = None) -> dict:
+          warm: list | None = None, enqueue: list | None = None, ray_points: tuple | None = None,
+          prior_for_startup: bool = False) -> dict:
     """One replayed TPE + ASHA sweep (``replay_once`` with a warm-started searcher).
     ``warm``: Optuna trials the study starts with (scenetune's way: a pre-filled
     storage); ``enqueue``: configs run first (``study.enqueue_trial``);
     ``ray_points``: ``(configs, values)`` for Ray's own ``points_to_evaluate`` /
-    ``evaluated_rewards``. ``fixed`` go into every trial's config (as a sweep's
+    ``evaluated_rewards``; ``prior_for_startup``: the earlier trials shown to
+    TPE for the sweep's start-up trials only (``PriorForStartup``). ``fixed`` go into every trial's config (as a sweep's
     fixed values do), so the experiment reads back as a scenetune one."""
     import ray
     from ray import tune
@@ -101,13 +108,16 @@ def sweep(rec, seed: int, num_samples: int, storage: str, name: str, fixed: dict
 
     from scenetune.commands.replay import RecordedTrials, _scheduler, noting_stops, replay_trainable
     from scenetune.search.schedulers import limit_concurrency, pending_trials, tune_ranking
-    from scenetune.search.tuner import STUDY_NAME, environ, make_sampler, study_with_points
+    from scenetune.search.tuner import STUDY_NAME, environ, make_sampler, startup_trials, study_with_points
+    from scenetune.search.warm_prior import PriorForStartup
     from scenetune.spaces import to_optuna
 
     claims = RecordedTrials.remote(rec)
     ledger = make_ledger(rec.metric, rec.mode)
     chosen = noting_stops(_scheduler("asha", rec, seed), rec.max_t)
     sampler = make_sampler("tpe", seed, num_samples)
+    if prior_for_startup:
+        sampler = PriorForStartup(sampler, startup_trials(num_samples))
     space = to_optuna(rec.params.values())
     if ray_points is not None:
         points, rewards = ray_points
@@ -156,37 +166,6 @@ def to_target(run: dict, rec, tolerance: float) -> dict:
     return {"reached": True, "compute_s": run["improvements"][hit][0], "epochs": run["epochs_at"][hit]}
 
 
-def as_answered(rec, trials: list, folder: str) -> list:
-    """The same earlier trials with the params of the recorded trial that
-    answered each. A replay answers a sampled configuration with the curve of
-    the nearest recorded trial not yet used, which can lie far off; in a real
-    experiment a trial's config and its curve belong together, and this pairs
-    them again. (The replay's experiment records the sampled configs.)"""
-    import optuna
-
-    from scenetune.analysis import load_experiment
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        epochs = load_experiment(folder).epochs
-    answered = epochs.groupby("trial_id")["recorded_trial"].first()
-    out = []
-    for t in trials:
-        row = rec.configs.loc[answered[t.user_attrs["trial_id"]]]
-        params = {}
-        for key, dist in t.distributions.items():
-            value = row[key]
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                value = next(c for c in dist.choices if c == value)  # the declared choice (an int, not 16.0)
-            else:
-                value = dist.to_external_repr(dist.to_internal_repr(float(value)))
-            params[key] = value
-        out.append(optuna.trial.create_trial(state=t.state, value=t.value, params=params,
-                                             distributions=dict(t.distributions), user_attrs=dict(t.user_attrs),
-                                             intermediate_values=dict(t.intermediate_values)))
-    return out
-
-
 def earlier_trials(rec, folder: str, space: dict, fixed: dict, new_space: dict, new_fixed: dict,
                    other_sizes: str = "prior"):
     """The earlier replayed experiment at ``folder`` read the way a sweep's
@@ -202,45 +181,6 @@ def earlier_trials(rec, folder: str, space: dict, fixed: dict, new_space: dict, 
         warnings.simplefilter("ignore")
         return read_warm_start([folder], "classifier", [(rec.metric, rec.mode)], new_space, new_fixed,
                                other_sizes=other_sizes)
-
-
-def reversed_values(trials: list) -> list:
-    """Adversarial: each value v -> lo + hi - v (lo, hi: the lowest and highest
-    of the trials' values and intermediate values), so the best look worst."""
-    import optuna
-
-    values = [t.value for t in trials if t.value is not None]
-    values += [v for t in trials for v in t.intermediate_values.values()]
-    lo, hi = min(values), max(values)
-    return [optuna.trial.create_trial(state=t.state, value=None if t.value is None else lo + hi - t.value,
-                                      params=dict(t.params), distributions=dict(t.distributions),
-                                      user_attrs=dict(t.user_attrs),
-                                      intermediate_values={s: lo + hi - v for s, v in t.intermediate_values.items()})
-            for t in trials]
-
-
-def shuffled_params(trials: list, seed: int) -> list:
-    """No relation: each trial's params taken from another trial (a seeded
-    permutation); its state, value and values by epoch kept."""
-    import optuna
-
-    order = np.random.default_rng(seed).permutation(len(trials))
-    return [optuna.trial.create_trial(state=t.state, value=t.value, params=dict(trials[j].params),
-                                      distributions=dict(trials[j].distributions), user_attrs=dict(t.user_attrs),
-                                      intermediate_values=dict(t.intermediate_values))
-            for t, j in zip(trials, order)]
-
-
-def best_configs(trials: list, k: int, mode: str) -> list[dict]:
-    """The k best of the earlier trials by value (the last reported, as ``scenetune best`` ranks)."""
-    ranked = sorted((t for t in trials if t.value is not None), key=lambda t: t.value, reverse=mode == "max")
-    return [dict(t.params) for t in ranked[:k]]
-
-
-def ray_peer(trials: list) -> tuple[list[dict], list[float]]:
-    """What Ray's OptunaSearch can take of the same trials: configs and last values (no curves)."""
-    kept = [t for t in trials if t.value is not None]
-    return [dict(t.params) for t in kept], [float(t.value) for t in kept]
 
 
 def table(runs: pd.DataFrame, rec, cold_policy: str, goal: float, goal_policies: list[str]) -> str:
@@ -307,7 +247,7 @@ def main() -> int:
             parser.error(f"{label}: {n} trials per sweep, but only {len(r.curves)} recorded")
     storage = tempfile.mkdtemp(prefix="scenetune-warm-start-")
     runs, notes, count = [], [], [0]
-    total = len(seeds) * 14  # per seed: 1 + 4 same task, 2 unrelated, 1 + 6 scale
+    total = len(seeds) * 18  # per seed: 1 + 5 same task, 4 unrelated, 1 + 7 scale
 
     def run(scenario: str, policy: str, seed: int, r, n: int, fix: dict, **kw) -> dict:
         t0 = time.time()
@@ -333,6 +273,8 @@ def main() -> int:
             notes.append(f"seed {seed}, same task: {read.line()} ({states}); earlier best {earlier['best']:.4f}")
             run("same", "cold", seed, rec, args.num_samples, fixed)
             run("same", "warm", seed, rec, args.num_samples, fixed, warm=warm)
+            run("same", "warm, prior for the start-up only", seed, rec, args.num_samples, fixed, warm=warm,
+                prior_for_startup=True)
             run("same", "warm, sampled configs", seed, rec, args.num_samples, fixed, warm=read.trials)
             run("same", "peer: Ray points+rewards", seed, rec, args.num_samples, fixed, ray_points=ray_peer(warm))
             # Scenario 3: the same trials made unrelated.
@@ -340,6 +282,10 @@ def main() -> int:
                 warm=reversed_values(warm))
             run("unrelated", "warm: params shuffled", seed, rec, args.num_samples, fixed,
                 warm=shuffled_params(warm, seed + 200))
+            run("unrelated", "warm: values reversed, prior for the start-up only", seed, rec, args.num_samples,
+                fixed, warm=reversed_values(warm), prior_for_startup=True)
+            run("unrelated", "warm: params shuffled, prior for the start-up only", seed, rec, args.num_samples,
+                fixed, warm=shuffled_params(warm, seed + 200), prior_for_startup=True)
 
             # Scenario 2: an earlier sweep at image_size 32, the new one at 48.
             n = args.scale_samples
@@ -355,6 +301,8 @@ def main() -> int:
                          f"earlier best {earlier['best']:.4f}")
             run("scale", "(a) left out = cold", seed, large, n, fix_large)
             run("scale", "(b) prior", seed, large, n, fix_large, warm=prior)
+            run("scale", "(e) prior for the start-up only", seed, large, n, fix_large, warm=prior,
+                prior_for_startup=True)
             run("scale", "(b) prior, sampled configs", seed, large, n, fix_large, warm=read.trials)
             run("scale", f"(c) rerun_best {RERUN_K}", seed, large, n, fix_large, enqueue=rerun)
             run("scale", f"(d) prior + rerun_best {RERUN_K}", seed, large, n, fix_large, warm=prior, enqueue=rerun)

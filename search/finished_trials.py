@@ -13,12 +13,6 @@ Ray Tune keeps, for the whole sweep, for each finished trial:
   result that each experiment-state snapshot writes (together about 15 KB a
   trial after the statistics were cut; tracemalloc, 700 trials).
 scenetune reads none of it: its tables come from the trials' own files.
-A trial that ended as TERMINATED (Ray never runs one again) also loses the
-windows of the moving averages (a deque a metric and window: about 3 KB a
-trial); the averages themselves are kept. Ray's ``OptunaSearch`` keeps the
-``optuna.Trial`` handle of every trial it suggested (its own copy of the
-trial's frozen state: about 5.7 KB); :class:`CompactOptunaSearch` lets go of
-it once the trial is told to the study, which keeps the trial.
 :class:`CompactFinishedTrials` cuts both to the metrics that rank the trials
 (the sweep's, the scheduler's, the objectives'), which Ray's own
 ``ResultGrid`` ranks by, and Ray's own keys (``AUTO_RESULT_KEYS``: the
@@ -26,6 +20,12 @@ iteration, times, node and process). The results are cut at the end of the
 driver's step in which the trial ended: Ray reads a trial's last result after
 the trial-complete callbacks, to decide whether its process is kept for the
 next trial (``ray_compat.recycle_grown_workers``).
+A trial that ended as TERMINATED (Ray never runs one again) also loses the
+windows of the moving averages (a deque a metric and window: about 3 KB a
+trial); the averages themselves are kept. Ray's ``OptunaSearch`` keeps the
+``optuna.Trial`` handle of every trial it suggested (its own copy of the
+trial's frozen state: about 5.7 KB); :class:`CompactOptunaSearch` lets go of
+it once the trial is told to the study, which keeps the trial.
 """
 
 from __future__ import annotations

@@ -1,0 +1,90 @@
+"""PriorForStartup (search/warm_prior.py): a warm-started sweep's earlier
+trials shown to TPE for the sweep's start-up trials only. Real Optuna studies."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from scenetune.search.warm_prior import WARM_ATTR, PriorForStartup
+
+SPACE = {"x": FloatDistribution(0.0, 10.0)}
+
+
+def warm_study(sampler, best_at: float) -> optuna.Study:
+    """A study that starts with 25 earlier trials spread over the range
+    (marked as warm start reads them), valued by their distance to
+    ``best_at``, as ``study_with_points`` builds it."""
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    for i in range(25):
+        x = 0.2 + 0.4 * i
+        study.add_trial(create_trial(params={"x": x}, distributions=SPACE, value=abs(x - best_at),
+                                     user_attrs={WARM_ATTR: "s3://b/earlier"}))
+    return study
+
+
+def test_the_start_up_trials_see_the_earlier_ones_and_the_rest_the_sweep_s_own():
+    sampler = PriorForStartup(optuna.samplers.TPESampler(seed=0, n_startup_trials=4), startup=4)
+    study = warm_study(sampler, best_at=2.5)
+    firsts = []
+    for number in range(10):
+        trial = study.ask(fixed_distributions=SPACE)
+        seen = sampler.seen(study, trial._cached_frozen_trial).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        warm_seen = sum(WARM_ATTR in t.user_attrs for t in seen)
+        own_seen = len(seen) - warm_seen
+        if number < 4:  # the start-up: earlier trials and the sweep's own so far
+            assert (warm_seen, own_seen) == (25, number)
+            firsts.append(trial.params["x"])
+        else:  # past it: the sweep's own trials alone, as a cold sweep past its start-up
+            assert (warm_seen, own_seen) == (0, number)
+        study.tell(trial, abs(trial.params["x"] - 8.0))  # this task's best is at 8, not at 2.5
+    assert all(abs(x - 2.5) < 3.0 for x in firsts), "the start-up trials follow the earlier trials"
+
+
+def test_a_sweep_with_a_wrong_prior_finds_its_own_best_after_the_start_up():
+    """The earlier trials put the best at 2.5; this task's is at 8. Past the
+    start-up TPE follows the sweep's own results; TPE shown the earlier
+    trials throughout stays pulled to 2.5 for longer."""
+    def late_mean(sampler) -> float:
+        study = warm_study(sampler, best_at=2.5)
+        values = []
+        for _ in range(30):
+            trial = study.ask(fixed_distributions=SPACE)
+            values.append(abs(trial.params["x"] - 8.0))
+            study.tell(trial, values[-1])
+        return sum(values[10:]) / 20
+
+    hedged = [late_mean(PriorForStartup(optuna.samplers.TPESampler(seed=s, n_startup_trials=4), startup=4))
+              for s in range(3)]
+    whole = [late_mean(optuna.samplers.TPESampler(seed=s, n_startup_trials=4)) for s in range(3)]
+    assert sum(hedged) < sum(whole)
+
+
+def test_a_cold_study_is_left_whole():
+    sampler = PriorForStartup(optuna.samplers.TPESampler(seed=0), startup=2)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(5):
+        trial = study.ask(fixed_distributions=SPACE)
+        study.tell(trial, trial.params["x"])
+    assert [t.number for t in sampler.seen(study).get_trials(deepcopy=False)] == list(range(5))
+
+
+def test_a_sweep_takes_it_when_its_spec_says_so_and_it_has_earlier_trials():
+    from scenetune.search.bounded_history import BoundedHistorySampler
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import searcher_and_space
+
+    def sampler_of(prior: str | None, warm: list):
+        search = {"num_samples": 12, **({"warm_start_prior": prior} if prior else {})}
+        spec = parse_spec({"name": "x", "trainable": "classifier", "data": {"root": "/tmp"}, "search": search,
+                           "space": {"dropout": {"uniform": [0.0, 0.5]}}})
+        return searcher_and_space(spec, warm=warm)[0]._sampler
+
+    earlier = [create_trial(params={"dropout": 0.1}, distributions={"dropout": FloatDistribution(0.0, 0.5)},
+                            value=0.8, user_attrs={WARM_ATTR: "/tmp/earlier"})]
+    chosen = sampler_of("startup", earlier)
+    assert isinstance(chosen, PriorForStartup) and chosen.startup == 3
+    assert isinstance(chosen.base, BoundedHistorySampler)
+    assert isinstance(sampler_of(None, earlier), BoundedHistorySampler)  # the default: the whole sweep
+    assert isinstance(sampler_of("startup", []), BoundedHistorySampler)  # a cold sweep
