@@ -40,8 +40,9 @@ class PriorForStartup(SamplerWrapper):
         """The study as the base sampler sees it for ``trial``'s draws."""
         if trial is not None and self._view is not None and self._view[0] == trial.number:
             return self._view[1]
-        own = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not is_warm(t)]
-        view = study if len(own) < self.startup else StudyView(study, own)
+        own = [t for t in study.get_trials(deepcopy=False) if not is_warm(t)]  # every state, in order (as
+        # a study lists them: the bounded history reads them by position)
+        view = study if sum(t.state in FINISHED for t in own) < self.startup else StudyView(study, own)
         if trial is not None:
             self._view = (trial.number, view)
         return view

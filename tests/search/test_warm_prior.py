@@ -88,3 +88,30 @@ def test_a_sweep_takes_it_when_its_spec_says_so_and_it_has_earlier_trials():
     assert isinstance(chosen.base, BoundedHistorySampler)
     assert isinstance(sampler_of(None, earlier), BoundedHistorySampler)  # the default: the whole sweep
     assert isinstance(sampler_of("startup", []), BoundedHistorySampler)  # a cold sweep
+
+
+def test_past_the_start_up_the_bounded_history_reads_the_sweep_s_own_trials_as_they_end():
+    """Under scenetune's TPE (the bounded history, which reads a study's
+    trials by position as they end), trials that end out of order past the
+    start-up give the window of the sweep's own trials read all at once."""
+    import random
+
+    from scenetune.search.bounded_history import BoundedHistorySampler
+    from tests.search.test_bounded_history import reference_window
+
+    draw = random.Random(1)
+    bounded = BoundedHistorySampler(optuna.samplers.TPESampler(seed=0, n_startup_trials=4), window=30, keep_best=5)
+    sampler = PriorForStartup(bounded, startup=4)
+    study = warm_study(sampler, best_at=2.5)
+    running = []
+    for step in range(120):
+        while len(running) < 4:
+            running.append(study.ask(fixed_distributions=SPACE))
+        trial = running.pop(draw.randrange(len(running)))
+        study.tell(trial, abs(trial.params["x"] - 8.0))
+        if step >= 4:
+            seen = bounded.bounded(sampler.seen(study)).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            own_only = optuna.create_study(direction="minimize")  # the same own trials, without the earlier ones
+            own_only.add_trials([t for t in study.get_trials() if WARM_ATTR not in t.user_attrs])
+            offset = 25  # the earlier trials come first
+            assert [t.number - offset for t in seen] == reference_window(own_only, 30, 5), step
