@@ -29,6 +29,7 @@ from scenetune.analysis.experiment import Experiment, load_experiment
 from scenetune.analysis.study import experiment_trials
 from scenetune.core.constraints import excesses
 from scenetune.core.errors import UserError
+from scenetune.core.layout import OTHER_SIZE_ATTR, WARM_START_ATTR
 from scenetune.core.trees import flatten
 from scenetune.spaces import parse_space, to_optuna
 from scenetune.spaces.params import brief
@@ -87,7 +88,7 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
         exp = load_experiment(uri)
         _check_same_task(exp, uri, trainable, objectives)
         warm.total += len(exp.trials)
-        rows = []
+        rows, sizes = [], []  # sizes: the image size a trial used as a prior ran at (None: used as it is)
         trials = exp.trials.sort_values("started_at", kind="stable") if "started_at" in exp.trials else exp.trials
         for _, row in trials.iterrows():
             values = _values(exp, str(row["trial_id"]))
@@ -102,11 +103,14 @@ def read_warm_start(uris: list[str], trainable: str, objectives: list[tuple[str,
             for key, param in params.items():  # under the names OptunaSearch gives them
                 row[f"config/{'/'.join(param.path)}"] = values[key]
             rows.append(row)
+            sizes.append(values.get(SIZE) if reason else None)
         if rows:
             trials = experiment_trials(exp, distributions, pd.DataFrame(rows))
             last = exp.epochs.sort_values("training_iteration").groupby("trial_id").tail(1).set_index("trial_id")
-            for trial, row in zip(trials, rows):
-                trial.set_user_attr("warm_start", exp.uri)
+            for trial, row, size in zip(trials, rows, sizes):
+                trial.set_user_attr(WARM_START_ATTR, exp.uri)
+                if size is not None:
+                    trial.set_user_attr(OTHER_SIZE_ATTR, size)
                 metrics = last.loc[row["trial_id"]].to_dict() if row["trial_id"] in last.index else {}
                 for metric, value in excesses(constraints or [], metrics).items():
                     trial.set_constraint(metric, value)

@@ -62,3 +62,7 @@ def newest_state_file(uri: str) -> str | None:
     names = [name for name, is_dir in storage.list_dir(uri)
              if not is_dir and name.startswith(STATE_PREFIX) and name.endswith(".json")]
     return storage.join(uri, sorted(names)[-1]) if names else None
+
+# User attributes of an earlier experiment's trial in a warm-started Optuna study (docs/spec.md#warm-start)
+WARM_START_ATTR = "warm_start"  # the experiment's URI
+OTHER_SIZE_ATTR = "warm_start_other_size"  # of one used as a prior from another image size: the size it ran at

@@ -61,6 +61,8 @@ class StudyView:
         self._study, self._trials = study, trials
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "_study":  # unpickling asks before _study is set
+            raise AttributeError(name)
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list[FrozenTrial]:

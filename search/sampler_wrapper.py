@@ -12,6 +12,11 @@ class SamplerWrapper(optuna.samplers.BaseSampler):
     def __init__(self, base: optuna.samplers.BaseSampler):
         self.base = base
 
+    def __getstate__(self) -> dict:
+        # Ray Tune pickles the searcher with its sampler at each snapshot; a wrapper's view of the study
+        # for one trial's draws (``_view``) is rebuilt on demand, not saved
+        return {**self.__dict__, "_view": None} if "_view" in self.__dict__ else self.__dict__
+
     def infer_relative_search_space(self, study, trial):
         return self.base.infer_relative_search_space(study, trial)
 

@@ -68,10 +68,11 @@ class SearchSpec(Strict):
     warm_start_other_sizes: Literal["prior", "leave_out"] = Field(
         "prior", description="earlier trials that ran at another fixed image_size: used as a prior (their "
                              "results as they were, the image size aside) or left out (docs/spec.md#warm-start)")
-    warm_start_prior: Literal["whole", "startup"] = Field(
-        "whole", description="what the earlier trials guide: the whole sweep (TPE sees them to the end), or only "
-                             "its start-up trials, TPE seeing the sweep's own trials alone after them "
-                             "(docs/spec.md#warm-start)")
+    warm_start_prior: Literal["auto", "whole", "startup"] = Field(
+        "auto", description="what the earlier trials guide: the whole sweep (TPE sees them to the end), or only "
+                            "its start-up trials, TPE seeing the sweep's own trials alone after them; auto: the "
+                            "whole sweep when they ran at another image size, else the start-up "
+                            "(docs/spec.md#warm-start)")
 
 
 class ResourcesSpec(Strict):

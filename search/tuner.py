@@ -25,7 +25,7 @@ from scenetune.search.finished_trials import CompactOptunaSearch
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
-from scenetune.search.warm_prior import PriorForStartup
+from scenetune.search.warm_prior import PriorForStartup, prior_for_startup
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from scenetune.trainables.data.datacheck import check_dataset, enforce
 from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
@@ -101,7 +101,7 @@ def searcher_and_space(spec: SweepSpec, chosen=None, warm: list | None = None):
     points = spec.search.points
     if spec.search.algorithm == "optuna" and params:
         sampler = make_sampler(spec.search.sampler, spec.search.seed, spec.search.num_samples)
-        if warm and spec.search.warm_start_prior == "startup":
+        if warm and prior_for_startup(spec.search.warm_start_prior, warm):
             sampler = PriorForStartup(sampler, startup_trials(spec.search.num_samples))
         metric, mode = spec.metric, spec.mode
         if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front

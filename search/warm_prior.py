@@ -17,14 +17,25 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial
 
+from scenetune.core.layout import OTHER_SIZE_ATTR, WARM_START_ATTR
 from scenetune.search.bounded_history import FINISHED, StudyView
 from scenetune.search.sampler_wrapper import SamplerWrapper
 
-WARM_ATTR = "warm_start"  # user attribute of an earlier experiment's trial: that experiment's URI
-
 
 def is_warm(trial: FrozenTrial) -> bool:
-    return WARM_ATTR in trial.user_attrs
+    return WARM_START_ATTR in trial.user_attrs
+
+
+def prior_for_startup(policy: str, warm: list[FrozenTrial]) -> bool:
+    """Whether a sweep's ``warm`` trials guide its start-up only, under
+    ``search.warm_start_prior``. ``auto``: the start-up, unless some ran at
+    another image size: benchmarks/warm_start.py measured the start-up policy
+    at 0.15x a cold sweep's compute from a sweep of the same task (as the
+    whole sweep's), 0.79x from trials of no relation (1.33x), but 0.90x from
+    a sweep at another image size, where the whole sweep's prior gave 0.77x."""
+    if policy == "auto":
+        return not any(OTHER_SIZE_ATTR in t.user_attrs for t in warm)
+    return policy == "startup"
 
 
 class PriorForStartup(SamplerWrapper):

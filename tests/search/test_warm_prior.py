@@ -7,7 +7,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from scenetune.search.warm_prior import WARM_ATTR, PriorForStartup
+from scenetune.core.layout import OTHER_SIZE_ATTR, WARM_START_ATTR
+from scenetune.search.warm_prior import PriorForStartup
 
 SPACE = {"x": FloatDistribution(0.0, 10.0)}
 
@@ -20,7 +21,7 @@ def warm_study(sampler, best_at: float) -> optuna.Study:
     for i in range(25):
         x = 0.2 + 0.4 * i
         study.add_trial(create_trial(params={"x": x}, distributions=SPACE, value=abs(x - best_at),
-                                     user_attrs={WARM_ATTR: "s3://b/earlier"}))
+                                     user_attrs={WARM_START_ATTR: "s3://b/earlier"}))
     return study
 
 
@@ -31,7 +32,7 @@ def test_the_start_up_trials_see_the_earlier_ones_and_the_rest_the_sweep_s_own()
     for number in range(10):
         trial = study.ask(fixed_distributions=SPACE)
         seen = sampler.seen(study, trial._cached_frozen_trial).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        warm_seen = sum(WARM_ATTR in t.user_attrs for t in seen)
+        warm_seen = sum(WARM_START_ATTR in t.user_attrs for t in seen)
         own_seen = len(seen) - warm_seen
         if number < 4:  # the start-up: earlier trials and the sweep's own so far
             assert (warm_seen, own_seen) == (25, number)
@@ -70,7 +71,7 @@ def test_a_cold_study_is_left_whole():
     assert [t.number for t in sampler.seen(study).get_trials(deepcopy=False)] == list(range(5))
 
 
-def test_a_sweep_takes_it_when_its_spec_says_so_and_it_has_earlier_trials():
+def test_a_sweep_takes_it_by_default_unless_its_earlier_trials_ran_at_another_image_size():
     from scenetune.search.bounded_history import BoundedHistorySampler
     from scenetune.search.spec import parse_spec
     from scenetune.search.tuner import searcher_and_space
@@ -82,11 +83,16 @@ def test_a_sweep_takes_it_when_its_spec_says_so_and_it_has_earlier_trials():
         return searcher_and_space(spec, warm=warm)[0]._sampler
 
     earlier = [create_trial(params={"dropout": 0.1}, distributions={"dropout": FloatDistribution(0.0, 0.5)},
-                            value=0.8, user_attrs={WARM_ATTR: "/tmp/earlier"})]
-    chosen = sampler_of("startup", earlier)
-    assert isinstance(chosen, PriorForStartup) and chosen.startup == 3
-    assert isinstance(chosen.base, BoundedHistorySampler)
-    assert isinstance(sampler_of(None, earlier), BoundedHistorySampler)  # the default: the whole sweep
+                            value=0.8, user_attrs={WARM_START_ATTR: "/tmp/earlier"})]
+    at_32 = [create_trial(params={"dropout": 0.1}, distributions={"dropout": FloatDistribution(0.0, 0.5)},
+                          value=0.8, user_attrs={WARM_START_ATTR: "/tmp/earlier", OTHER_SIZE_ATTR: 32})]
+    for prior, trials in (("startup", earlier), (None, earlier), ("auto", earlier), ("startup", at_32)):
+        chosen = sampler_of(prior, trials)
+        assert isinstance(chosen, PriorForStartup) and chosen.startup == 3, (prior, trials)
+        assert isinstance(chosen.base, BoundedHistorySampler)
+    # the whole sweep: when asked, or by default when the earlier trials ran at another image size
+    for prior, trials in (("whole", earlier), (None, at_32), ("auto", at_32)):
+        assert isinstance(sampler_of(prior, trials), BoundedHistorySampler), (prior, trials)
     assert isinstance(sampler_of("startup", []), BoundedHistorySampler)  # a cold sweep
 
 
@@ -112,6 +118,23 @@ def test_past_the_start_up_the_bounded_history_reads_the_sweep_s_own_trials_as_t
         if step >= 4:
             seen = bounded.bounded(sampler.seen(study)).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             own_only = optuna.create_study(direction="minimize")  # the same own trials, without the earlier ones
-            own_only.add_trials([t for t in study.get_trials() if WARM_ATTR not in t.user_attrs])
+            own_only.add_trials([t for t in study.get_trials() if WARM_START_ATTR not in t.user_attrs])
             offset = 25  # the earlier trials come first
             assert [t.number - offset for t in seen] == reference_window(own_only, 30, 5), step
+
+
+def test_a_sampler_past_its_start_up_pickles_and_draws_on_as_before():
+    """Ray Tune pickles the searcher, sampler included, at each snapshot and
+    unpickles it on --resume: a wrapper holding a view of the study comes
+    back and draws what the unpickled study would."""
+    import pickle
+
+    sampler = PriorForStartup(optuna.samplers.TPESampler(seed=0, n_startup_trials=4), startup=4)
+    study = warm_study(sampler, best_at=2.5)
+    for _ in range(8):
+        trial = study.ask(fixed_distributions=SPACE)
+        study.tell(trial, abs(trial.params["x"] - 8.0))
+    assert sampler._view is not None
+    copy = pickle.loads(pickle.dumps(study))
+    again = [study.ask(fixed_distributions=SPACE).params["x"], copy.ask(fixed_distributions=SPACE).params["x"]]
+    assert copy.sampler._view[0] == 33 and again[0] == again[1]

@@ -160,6 +160,8 @@ def test_trials_at_another_fixed_image_size_are_a_prior_by_default(earlier):
     assert warm.line() == (f"warm start: 6 of 6 earlier trials used ({len(at_32)} with image_size 32, fixed at 48 "
                            "here: as a prior)")
     assert all(set(t.params) == {"learning_rate"} for t in warm.trials), "the image size aside"
+    assert sorted(t.user_attrs.get("warm_start_other_size") for t in warm.trials
+                  if "warm_start_other_size" in t.user_attrs) == [32] * len(at_32)
     exp = load_experiment(earlier)
     assert warm.used[earlier] == list(exp.trials.sort_values("started_at")["trial_id"]), "in the order they started"
     assert [t.datetime_start for t in warm.trials] == sorted(t.datetime_start for t in warm.trials)
