@@ -102,14 +102,16 @@ class CompactFinishedTrials(Callback):
 
 class CompactOptunaSearch(OptunaSearch):
     """Ray Tune's ``OptunaSearch`` that drops a trial's ``optuna.Trial``
-    handle once the trial is told to the study (module doc). Ray reads the
-    handle of no trial in ``_completed_trials``: a late result or completion
-    of one is warned about and ignored."""
+    handle once the trial is told to the study (module doc), keeping its
+    number in the study (``optuna_numbers``: Ray's trial id -> number, saved
+    with the searcher's state). Ray reads the handle of no trial in
+    ``_completed_trials``: a late result or completion of one is warned about
+    and ignored."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         super().on_trial_complete(trial_id, result, error)
-        if trial_id in getattr(self, "_completed_trials", ()):
-            self._ot_trials.pop(trial_id, None)
+        if trial_id in getattr(self, "_completed_trials", ()) and trial_id in self._ot_trials:
+            self.__dict__.setdefault("optuna_numbers", {})[trial_id] = self._ot_trials.pop(trial_id).number
 
 
 def ranked_metrics(spec) -> set[str]:

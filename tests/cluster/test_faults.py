@@ -193,7 +193,7 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
     assert len(study.trials) == trials and all(t.state.name == "COMPLETE" for t in study.trials)
     for trial_id in done:
         last = json.loads(before[trial_id].splitlines()[-1])
-        observed = study.trials[searcher._ot_trials[trial_id].number]
+        observed = study.trials[searcher.optuna_numbers[trial_id]]  # (search/finished_trials.CompactOptunaSearch)
         assert observed.value == pytest.approx(last["val_accuracy"])
         assert observed.params["learning_rate"] == pytest.approx(last["config"]["learning_rate"])
         assert observed.datetime_complete < kill_time, "observed before the driver was killed"

@@ -123,6 +123,8 @@ def test_the_searcher_lets_go_of_a_trial_s_optuna_handle_once_the_study_has_it(r
     tune.Tuner(three_epochs, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=4),
                run_config=tune.RunConfig(name="optuna", storage_path=str(tmp_path), verbose=0)).fit()
     assert searcher._ot_trials == {} and len(searcher._completed_trials) == 4
+    assert sorted(searcher.optuna_numbers.values()) == [0, 1, 2, 3]
+    assert set(searcher.optuna_numbers) == searcher._completed_trials
     trials = searcher._ot_study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert all(t.value == 3 * t.params["x"] and sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
