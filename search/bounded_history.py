@@ -54,7 +54,7 @@ def tpe_rank(trial: FrozenTrial, sign: float) -> tuple:
 
 
 class StudyView:
-    """A study that lists ``trials`` (finished ones) as all it holds; every
+    """A study that lists ``trials`` (in the study's order) as all it holds; every
     other attribute is the study's own."""
 
     def __init__(self, study: optuna.Study, trials: list[FrozenTrial]):
