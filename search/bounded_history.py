@@ -90,7 +90,6 @@ class BoundedHistorySampler(SamplerWrapper):
         self._open: list[int] = []  # of those, the positions of the ones not ended when last read
         self._finished: list[int] = []  # the positions of the finished ones (FINISHED), in order
         self._best: list[tuple] = []  # (rank, number, trial): the keep_best best finished trials
-        self._view: tuple[int, object] | None = None  # (trial number, the view its draws see)
 
     def _take_new(self, trials: list[FrozenTrial], sign: float) -> None:
         """Read the trials that finished since the last call: those past the
@@ -115,8 +114,9 @@ class BoundedHistorySampler(SamplerWrapper):
     def bounded(self, study: optuna.Study, trial: FrozenTrial | None = None):
         """The study as the base sampler sees it for ``trial``'s draws: the
         study itself up to ``window`` finished trials, else a :class:`StudyView`."""
-        if trial is not None and self._view is not None and self._view[0] == trial.number:
-            return self._view[1]  # one view for all of a trial's draws (independent TPE draws each parameter apart)
+        return self.view_for(trial, lambda: self._window_of(study))
+
+    def _window_of(self, study: optuna.Study):
         view = study
         if not study._is_multi_objective():
             trials = study.get_trials(deepcopy=False)
@@ -126,8 +126,6 @@ class BoundedHistorySampler(SamplerWrapper):
                 recent = [trials[p] for p in self._finished[-self.window:]]
                 recent = [t for t in recent if t.number not in best][len(best) - self.window:]
                 view = StudyView(study, sorted([*best.values(), *recent], key=lambda t: t.number))
-        if trial is not None:
-            self._view = (trial.number, view)
         return view
 
     def sample_relative(self, study, trial, search_space):

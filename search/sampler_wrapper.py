@@ -11,11 +11,22 @@ import optuna
 class SamplerWrapper(optuna.samplers.BaseSampler):
     def __init__(self, base: optuna.samplers.BaseSampler):
         self.base = base
+        self._view: tuple[int, object] | None = None  # (trial number, the view of the study its draws see)
 
     def __getstate__(self) -> dict:
-        # Ray Tune pickles the searcher with its sampler at each snapshot; a wrapper's view of the study
-        # for one trial's draws (``_view``) is rebuilt on demand, not saved
-        return {**self.__dict__, "_view": None} if "_view" in self.__dict__ else self.__dict__
+        # Ray Tune pickles the searcher with its sampler at each snapshot; the view is rebuilt on demand
+        return {**self.__dict__, "_view": None}
+
+    def view_for(self, trial, make):
+        """``make()``, the view of the study the base sampler sees, made once
+        for all of ``trial``'s draws (independent TPE draws each parameter
+        apart); ``trial`` None: made afresh."""
+        if trial is not None and self._view is not None and self._view[0] == trial.number:
+            return self._view[1]
+        view = make()
+        if trial is not None:
+            self._view = (trial.number, view)
+        return view
 
     def infer_relative_search_space(self, study, trial):
         return self.base.infer_relative_search_space(study, trial)

@@ -45,18 +45,15 @@ class PriorForStartup(SamplerWrapper):
     def __init__(self, base: optuna.samplers.BaseSampler, startup: int):
         super().__init__(base)
         self.startup = startup
-        self._view: tuple[int, object] | None = None  # (trial number, the view its draws see)
 
     def seen(self, study: optuna.Study, trial: FrozenTrial | None = None):
         """The study as the base sampler sees it for ``trial``'s draws."""
-        if trial is not None and self._view is not None and self._view[0] == trial.number:
-            return self._view[1]
+        return self.view_for(trial, lambda: self._own_past_startup(study))
+
+    def _own_past_startup(self, study: optuna.Study):
         own = [t for t in study.get_trials(deepcopy=False) if not is_warm(t)]  # every state, in order (as
         # a study lists them: the bounded history reads them by position)
-        view = study if sum(t.state in FINISHED for t in own) < self.startup else StudyView(study, own)
-        if trial is not None:
-            self._view = (trial.number, view)
-        return view
+        return study if sum(t.state in FINISHED for t in own) < self.startup else StudyView(study, own)
 
     def infer_relative_search_space(self, study, trial):
         return self.base.infer_relative_search_space(self.seen(study, trial), trial)
