@@ -20,6 +20,7 @@ from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.finished_trials import ENDED, CompactFinishedTrials, ranked_metrics
+from scenetune.search.process_handoff import keep_starting_processes
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
@@ -238,6 +239,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)
     save_every_trial_status()
     fresh_process_when_reuse_fails()
+    keep_starting_processes()  # a node's starting trial process is not killed for another node's warm one
     keep_the_drivers_trial_logs()
     paced_forced_snapshots()
     slots = trial_slots(spec)

@@ -1,0 +1,105 @@
+"""A freed warm process goes to a trial without one, never in place of a
+trial's own process that is starting (search/process_handoff.py), under real
+Ray Tune 2.60 on the embedded Ray of 2 CPUs.
+
+The trials' processes take 2 s to start (as a trial process that imports
+TensorFlow does) and their trials 1 s to run; Ray keeps one trial's process
+pending at a time (``TUNE_MAX_PENDING_TRIALS_PG=1``, its default for a
+searcher that learns). So the second slot's process is still starting when
+the first trial ends: Ray alone kills it for the first process, again and
+again, and runs every trial in one process; with the hand-off the second
+process runs trials too, and no process is started for nothing."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+
+import pytest
+from ray import tune
+from ray.tune.execution.tune_controller import TuneController
+
+from scenetune.search import process_handoff, ray_compat
+from scenetune.search.process_handoff import keep_starting_processes
+
+START_S, TRIAL_S, TRIALS = 2.0, 1.0, 8
+
+
+class SlowStart(tune.Trainable):
+    """A trial process that takes ``START_S`` to start; a reused one is reset at once."""
+
+    def setup(self, config):
+        with open(os.path.join(config["folder"], f"started-{os.getpid()}"), "w"):
+            pass
+        time.sleep(START_S)
+
+    def step(self):
+        time.sleep(TRIAL_S)
+        return {"pid": os.getpid(), "done": True}
+
+    def reset_config(self, new_config):
+        return True
+
+    def save_checkpoint(self, checkpoint_dir):
+        return None
+
+    def load_checkpoint(self, checkpoint):
+        pass
+
+
+@pytest.fixture
+def ray_alone(monkeypatch):
+    """Ray's own ``_maybe_reuse_cached_actor`` for this test (a sweep earlier in the session patched it)."""
+    method = TuneController._maybe_reuse_cached_actor
+    while getattr(method, "_scenetune", False):
+        method = inspect.getclosurevars(method).nonlocals["original"]
+    monkeypatch.setattr(TuneController, "_maybe_reuse_cached_actor", method)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("patched", [False, True], ids=["ray-alone", "scenetune"])
+def test_a_starting_process_is_not_killed_for_a_warm_one(ray_local, ray_alone, monkeypatch, tmp_path, patched):
+    if patched:
+        assert keep_starting_processes()
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "1")
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    results = tune.Tuner(
+        tune.with_resources(SlowStart, {"cpu": 1}),
+        param_space={"folder": str(folder), "i": tune.grid_search(list(range(TRIALS)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="handoff", verbose=0)).fit()
+    assert not results.errors
+    ran = {r.metrics["pid"] for r in results}
+    started = {int(name.split("-")[1]) for name in os.listdir(folder)}
+    if patched:
+        assert len(ran) == 2, ran  # both slots ran trials
+        assert started == ran, f"processes started and never given a trial: {started - ran}"
+    else:
+        assert len(ran) == 1, ran  # Ray alone: the second slot's process is killed each time it is nearly up
+        assert len(started - ran) >= 2, started
+
+
+def test_it_is_installed_once_on_tune_s_controller(ray_alone):
+    original = TuneController._maybe_reuse_cached_actor
+    assert keep_starting_processes() is True
+    wrapper = TuneController._maybe_reuse_cached_actor
+    assert wrapper is not original and wrapper._scenetune
+    assert keep_starting_processes() is True and TuneController._maybe_reuse_cached_actor is wrapper
+
+
+@pytest.mark.parametrize("missing", ["_maybe_reuse_cached_actor", "_schedule_trial_actor", "_started_actors"])
+def test_a_part_this_ray_lacks_leaves_it_out_with_one_warning_line(ray_alone, monkeypatch, caplog, missing):
+    if missing.startswith("_started"):  # an attribute the controller's __init__ sets
+        monkeypatch.setattr(process_handoff, "STATE", (*process_handoff.STATE, "_started_actors_renamed"))
+        missing = "_started_actors_renamed"
+    else:
+        monkeypatch.delattr(TuneController, missing)
+    before = getattr(TuneController, "_maybe_reuse_cached_actor", None)
+    with caplog.at_level(logging.WARNING, logger=ray_compat.__name__):
+        assert keep_starting_processes() is False
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and f"TuneController.{missing}" in lines[0] and "without it" in lines[0], lines
+    assert getattr(TuneController, "_maybe_reuse_cached_actor", None) is before
