@@ -223,6 +223,8 @@ def run_scenetune(args, probe) -> None:
     from scenetune.search.clock import SweepClock
     from scenetune.search.spec import parse_spec
 
+    if args.without_handoff:  # scenetune as it was before search/process_handoff.py
+        run.keep_starting_processes = lambda: False
     record = registry.TRAINABLES["classifier"]
     registry.TRAINABLES["classifier"] = dataclasses.replace(record, train="driver_scale:cheap_classifier")
     os.makedirs(data := os.path.join(args.storage, "data"), exist_ok=True)
@@ -354,6 +356,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--figure", default=FIGURE)
     parser.add_argument("--profile", choices=SIDES, help="run only this side, under cProfile (to stderr)")
+    parser.add_argument("--without-handoff", action="store_true",
+                        help="scenetune's side without the hand-off of warm processes (search/process_handoff.py)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # what a side's own process runs
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -371,6 +375,7 @@ def main(argv=None) -> int:
             command = [sys.executable, os.path.abspath(__file__), "--side", side, "--trials", str(args.trials),
                        "--storage", os.path.join(storage, side), "--out", out]
             command += ["--profile", side] if args.profile else []
+            command += ["--without-handoff"] if args.without_handoff else []
             with open(log, "w") as f:  # Ray's own lines; ours (and a profile) on stderr
                 done = subprocess.run(command, cwd=ROOT, env=env, stdout=f, check=False)
             if done.returncode != 0:
