@@ -16,17 +16,15 @@ benchmarks/README.md#a-soak-with-faults).
 
 :func:`keep_starting_processes` leaves a starting process to its trial and
 hands the warm one to the first pending trial with no process of its own
-(staged as Ray stages one); with no such trial the warm process stays in
-Ray's cache. A trial whose process is still waiting for resources takes the
-warm one, as in Ray: nothing is starting there, and the warm process holds
-the resources it waits for.
-
-Under HyperBand (Ray's ``HyperBandScheduler`` and its subclasses) Ray's own
-choice is kept: with the hand-off, a replayed HyperBand sweep under load once
-left a trial paused at its last milestone with every other trial ended, and
-the sweep waited for it (tests/commands/test_claims_commands.py, in 2 of 7
-runs under load); why was not found. HyperBand's brackets resume paused trials in
-their own order, which Ray's choice follows.
+(staged as Ray stages one). Everywhere else Ray's choice stands: with no
+such trial the starting trial takes the warm process, and so does a trial
+whose process still waits for resources. Leaving the warm process in the
+cache instead can wait for ever: a replayed HyperBand sweep under load
+(tests/commands/test_claims_commands.py, 2 of 8 runs) kept a trial pending
+on a process that never started while a warm one sat in the cache, nothing
+running. Under HyperBand (Ray's ``HyperBandScheduler`` and its subclasses)
+Ray's choice is kept in every case: its brackets resume paused trials in
+their own order.
 """
 
 from __future__ import annotations
@@ -68,12 +66,12 @@ def keep_starting_processes() -> bool:
             if not starting or isinstance(self._scheduler_alg, HyperBandScheduler):
                 return original(self, trial)
             resources = trial.placement_group_factory
-            if self._actor_cache.has_cached_object(resources):
-                other = _pending_without_process(self, resources)
-                if other is not None:  # staged as Ray stages a pending trial; its scheduling takes the warm one
-                    self._staged_trials.add(other)
-                    self._actor_cache.increase_max(resources)
-                    self._schedule_trial_actor(other)
+            other = _pending_without_process(self, resources) if self._actor_cache.has_cached_object(resources) else None
+            if other is None:  # no one else can take it: Ray's choice (waiting could leave the warm one idle for ever)
+                return original(self, trial)
+            self._staged_trials.add(other)  # staged as Ray stages a pending trial; its scheduling takes the warm one
+            self._actor_cache.increase_max(resources)
+            self._schedule_trial_actor(other)
             return False
         return _maybe_reuse_cached_actor
 
