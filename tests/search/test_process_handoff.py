@@ -14,7 +14,6 @@ a trial."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from ray.tune.execution.tune_controller import TuneController
 from scenetune.search import process_handoff, ray_compat
 from scenetune.search.process_handoff import keep_starting_processes
 from scenetune.search.ray_compat import fresh_process_when_reuse_fails
+from tests.search.test_ray_compat import one_warning_line, ray_s_own
 
 START_S, TRIAL_S, TRIALS = 2.0, 1.0, 8
 
@@ -59,10 +59,7 @@ class SlowStart(tune.Trainable):
 @pytest.fixture
 def ray_alone(monkeypatch):
     """Ray's own ``_maybe_reuse_cached_actor`` for this test (a sweep earlier in the session patched it)."""
-    method = TuneController._maybe_reuse_cached_actor
-    while getattr(method, "_scenetune", False):
-        method = inspect.getclosurevars(method).nonlocals["original"]
-    monkeypatch.setattr(TuneController, "_maybe_reuse_cached_actor", method)
+    monkeypatch.setattr(TuneController, "_maybe_reuse_cached_actor", ray_s_own(TuneController._maybe_reuse_cached_actor))
 
 
 @pytest.mark.slow
@@ -108,6 +105,5 @@ def test_a_part_this_ray_lacks_leaves_it_out_with_one_warning_line(ray_alone, mo
     before = getattr(TuneController, "_maybe_reuse_cached_actor", None)
     with caplog.at_level(logging.WARNING, logger=ray_compat.__name__):
         assert keep_starting_processes() is False
-    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 1 and f"TuneController.{missing}" in lines[0] and "without it" in lines[0], lines
+    one_warning_line(caplog, f"TuneController.{missing}")
     assert getattr(TuneController, "_maybe_reuse_cached_actor", None) is before
