@@ -40,10 +40,22 @@ from dataclasses import dataclass
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on ``host`` and never given before by this process.
+
+    Nodes bind on addresses of their own (127.0.0.2, ...), where the kernel may hand out a
+    number another node's component holds on 127.0.0.1; Ray refuses a node whose components
+    share a number, so every number is given once."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def own_memory_cgroup() -> str | None:
