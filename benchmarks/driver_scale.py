@@ -28,20 +28,16 @@ in its parts (methods wrapped here): the experiment-state snapshot
 (``TuneController.save_to_dir``), new trials (TPE's suggestion, the Trial
 made), the searcher's results, the scheduler, the callbacks, GC.
 
-What grew before issue 24's fixes (2,000 trials, first 1,000 -> last 1,000):
-forced experiment-state snapshots (0.37 a trial against Ray alone's 0.01),
-ASHA's and the progress line's scans of every trial on every event. The
-scans are fixed in scenetune (``ASHA.choose_trial_to_run``, ``ProgressLine``),
-and the forced snapshots are paced (``ray_compat.paced_forced_snapshots``).
-At 10,000 trials what grew next was TPE's suggestion, which walked every
-finished trial (15 -> 109 ms a trial), ASHA's choice of the next trial,
-which walked every trial (1 -> 31 ms), and Ray Tune's statistics of every
-reported number of every finished trial (about 40 KB a trial): TPE now sees
-at most 500 finished trials, read as they end (``search/bounded_history.py``),
-ASHA skips the ended ones and keeps its rungs sorted, and a finished trial
-keeps only its ranked metrics' statistics and results, and no Optuna handle
-in the searcher (``search/finished_trials.py``). benchmarks/README.md has
-the tables.
+What grew before issue 24's fixes: forced experiment-state snapshots, ASHA's
+and the progress line's scans of every trial on every event (now paced,
+``ray_compat.paced_forced_snapshots``, and skipped); at 10,000 trials, TPE's
+suggestion walking every finished trial (now a window of 500,
+``search/bounded_history.py``), ASHA's choice walking every trial (sorted
+rungs), Ray Tune's statistics and whole results of every finished trial (cut
+to the ranked metrics, ``search/finished_trials.py``) and its saved state
+JSON (kept compressed, ``search/packed_trial_state.py``).
+benchmarks/README.md has the tables; ``--without`` runs scenetune's side
+without a patch, to measure it.
 """
 
 from __future__ import annotations
@@ -65,6 +61,7 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURE = os.path.join(ROOT, "benchmarks", "figures", "driver-scale.png")
 SIDES, LABELS = ("scenetune", "ray"), {"scenetune": "scenetune", "ray": "Ray Tune alone"}
+WITHOUT = {"handoff": "keep_starting_processes", "packing": "pack_ended_trial_state"}  # --without: search.run's name
 EPOCHS, FACTOR, CONCURRENCY = 9, 3, 8
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "dense_units": {"choice": [32, 64, 128]},
          "dropout": {"uniform": [0.0, 0.5]}, "cnn_filters": {"choice": [16, 32]}}
@@ -223,8 +220,8 @@ def run_scenetune(args, probe) -> None:
     from scenetune.search.clock import SweepClock
     from scenetune.search.spec import parse_spec
 
-    if args.without_handoff:  # scenetune as it was before search/process_handoff.py
-        run.keep_starting_processes = lambda: False
+    for part in args.without:  # scenetune as it was before search/process_handoff.py or packed_trial_state.py
+        setattr(run, WITHOUT[part], lambda: False)
     record = registry.TRAINABLES["classifier"]
     registry.TRAINABLES["classifier"] = dataclasses.replace(record, train="driver_scale:cheap_classifier")
     os.makedirs(data := os.path.join(args.storage, "data"), exist_ok=True)
@@ -356,8 +353,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--figure", default=FIGURE)
     parser.add_argument("--profile", choices=SIDES, help="run only this side, under cProfile (to stderr)")
-    parser.add_argument("--without-handoff", action="store_true",
-                        help="scenetune's side without the hand-off of warm processes (search/process_handoff.py)")
+    parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
+                        help="scenetune's side without this patch (repeatable): the hand-off of warm processes "
+                             "(search/process_handoff.py), ended trials' state packed (search/packed_trial_state.py)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # what a side's own process runs
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -375,7 +373,7 @@ def main(argv=None) -> int:
             command = [sys.executable, os.path.abspath(__file__), "--side", side, "--trials", str(args.trials),
                        "--storage", os.path.join(storage, side), "--out", out]
             command += ["--profile", side] if args.profile else []
-            command += ["--without-handoff"] if args.without_handoff else []
+            command += [f"--without={part}" for part in args.without]
             with open(log, "w") as f:  # Ray's own lines; ours (and a profile) on stderr
                 done = subprocess.run(command, cwd=ROOT, env=env, stdout=f, check=False)
             if done.returncode != 0:

@@ -20,6 +20,7 @@ from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.finished_trials import ENDED, CompactFinishedTrials, ranked_metrics
+from scenetune.search.packed_trial_state import pack_ended_trial_state
 from scenetune.search.process_handoff import keep_starting_processes
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
@@ -242,6 +243,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     keep_starting_processes()  # a node's starting trial process is not killed for another node's warm one
     keep_the_drivers_trial_logs()
     paced_forced_snapshots()
+    pack_ended_trial_state()  # an ended trial's saved state JSON, compressed in the driver
     slots = trial_slots(spec)
     try:
         with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,
