@@ -35,9 +35,9 @@ suggestion walking every finished trial (now a window of 500,
 ``search/bounded_history.py``), ASHA's choice walking every trial (sorted
 rungs), Ray Tune's statistics and whole results of every finished trial (cut
 to the ranked metrics, ``search/finished_trials.py``) and its saved state
-JSON (kept compressed, ``search/packed_trial_state.py``).
-benchmarks/README.md has the tables; ``--without`` runs scenetune's side
-without a patch, to measure it.
+JSON (kept compressed, ``search/packed_trial_state.py``), a factory and a
+log key of its own (``search/shared_trial_parts.py``). benchmarks/README.md
+has the tables; ``--without`` leaves a patch out of scenetune's side.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURE = os.path.join(ROOT, "benchmarks", "figures", "driver-scale.png")
 SIDES, LABELS = ("scenetune", "ray"), {"scenetune": "scenetune", "ray": "Ray Tune alone"}
-WITHOUT = {"handoff": "keep_starting_processes", "packing": "pack_ended_trial_state"}  # --without: search.run's name
+WITHOUT = {"handoff": "keep_starting_processes", "packing": "pack_ended_trial_state",  # --without: search.run's name
+           "sharing": "share_placement_group_factories", "one-key": "one_key_for_encoder_fallbacks"}
 EPOCHS, FACTOR, CONCURRENCY = 9, 3, 8
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "dense_units": {"choice": [32, 64, 128]},
          "dropout": {"uniform": [0.0, 0.5]}, "cnn_filters": {"choice": [16, 32]}}
@@ -355,7 +356,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=SIDES, help="run only this side, under cProfile (to stderr)")
     parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
                         help="scenetune's side without this patch (repeatable): the hand-off of warm processes "
-                             "(search/process_handoff.py), ended trials' state packed (search/packed_trial_state.py)")
+                             "(search/process_handoff.py), ended trials' state packed (search/packed_trial_state.py), "
+                             "the two of search/shared_trial_parts.py")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # what a side's own process runs
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -29,7 +29,7 @@ class PackedJson(tuple):
     Pickled, it holds the strings themselves (pickle iterates it)."""
 
     def __new__(cls, pair):
-        return super().__new__(cls, (zlib.compress(text.encode(), 1) for text in pair))
+        return super().__new__(cls, (zlib.compress(text.encode()) for text in pair))
 
     def __iter__(self):
         for item in tuple.__iter__(self):

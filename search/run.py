@@ -22,6 +22,7 @@ from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.finished_trials import ENDED, CompactFinishedTrials, ranked_metrics
 from scenetune.search.packed_trial_state import pack_ended_trial_state
 from scenetune.search.process_handoff import keep_starting_processes
+from scenetune.search.shared_trial_parts import one_key_for_encoder_fallbacks, share_placement_group_factories
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
@@ -244,6 +245,8 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     keep_the_drivers_trial_logs()
     paced_forced_snapshots()
     pack_ended_trial_state()  # an ended trial's saved state JSON, compressed in the driver
+    share_placement_group_factories()
+    one_key_for_encoder_fallbacks()
     slots = trial_slots(spec)
     try:
         with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,
