@@ -26,17 +26,18 @@ from scenetune.search.ray_compat import _ray_class, _wrap, missing_in_ray
 class PackedJson(tuple):
     """A trial's (state JSON, run metadata JSON), compressed; iterating gives the strings.
 
-    Pickled, it holds the strings themselves (pickle iterates it)."""
+    A copy or a pickle of one is a PackedJson too (a copied trial's run
+    metadata holds one: the wrapper below serialises that trial afresh)."""
 
     def __new__(cls, pair):
         return super().__new__(cls, (zlib.compress(text.encode()) for text in pair))
 
     def __iter__(self):
         for item in tuple.__iter__(self):
-            yield zlib.decompress(item).decode() if isinstance(item, bytes) else item
+            yield zlib.decompress(item).decode()
 
-    def __reduce__(self):
-        return tuple, (tuple(self),)
+    def __getnewargs__(self):
+        return (tuple(self),)
 
 
 def pack_ended_trial_state() -> bool:

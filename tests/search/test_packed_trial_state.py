@@ -104,12 +104,23 @@ def test_a_packed_trial_that_changes_is_serialised_afresh(swept):
     assert json.loads(metadata_json)["last_result"]["score"] == -1
 
 
-def test_a_packed_pair_pickles_and_copies_as_its_strings():
+@pytest.mark.slow
+def test_a_copy_of_an_ended_trial_is_serialised_afresh(swept):
+    trials, _ = swept
+    trial = next(t for t in trials.values() if t.status == "TERMINATED")
+    copied = copy.deepcopy(trial)  # Trial.__getstate__ drops the state's cache; its run metadata keeps a copy
+    assert isinstance(copied.run_metadata.__dict__["_cached_json"], PackedJson)
+    state_json, metadata_json = copied.get_json_state()
+    assert json.loads(metadata_json) == json.loads(tuple(trial.get_json_state())[1])
+    assert json.loads(state_json)["trial_id"] == trial.trial_id
+
+
+def test_a_packed_pair_pickles_and_copies_as_one():
     packed = PackedJson(('{"a": 1}', '{"b": [2, 3]}'))
     assert tuple(packed) == ('{"a": 1}', '{"b": [2, 3]}')
     assert all(isinstance(item, bytes) for item in tuple.__iter__(packed))
-    for copied in (pickle.loads(pickle.dumps(packed)), copy.deepcopy(packed)):
-        assert copied == ('{"a": 1}', '{"b": [2, 3]}') and type(copied) is tuple
+    for copied in (pickle.loads(pickle.dumps(packed)), copy.deepcopy(packed), copy.copy(packed)):
+        assert type(copied) is PackedJson and tuple(copied) == ('{"a": 1}', '{"b": [2, 3]}')
     written = io.StringIO()
     json.dump({"trial_data": [packed]}, written)  # as Ray's snapshot writes it: json.dump iterates the tuple
     assert json.loads(written.getvalue()) == {"trial_data": [['{"a": 1}', '{"b": [2, 3]}']]}
