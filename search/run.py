@@ -17,12 +17,12 @@ import yaml
 
 from scenetune.core import storage
 from scenetune.core.layout import SPEC_FILE, WARM_START_FILE, newest_state_file
+from scenetune.search.checkpoint_deletion import delete_checkpoints_after_snapshot
 from scenetune.search.clock import SweepClock
 from scenetune.search.cluster_connect import connect, is_client
 from scenetune.search.finished_trials import ENDED, CompactFinishedTrials, ranked_metrics
 from scenetune.search.packed_trial_state import pack_ended_trial_state
 from scenetune.search.process_handoff import keep_starting_processes
-from scenetune.search.shared_trial_parts import one_key_for_encoder_fallbacks, share_placement_group_factories
 from scenetune.search.progress import LineWriter, ProgressLine
 from scenetune.search.ray_compat import (
     fresh_process_when_reuse_fails,
@@ -34,6 +34,7 @@ from scenetune.search.ray_compat import (
     tolerate_killed_trial_workers,
 )
 from scenetune.search.schedulers import pending_trials
+from scenetune.search.shared_trial_parts import one_key_for_encoder_fallbacks, share_placement_group_factories
 from scenetune.search.spec import SweepSpec, parse_spec
 from scenetune.search.tuner import (
     build_tuner,
@@ -244,6 +245,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     keep_starting_processes()  # a node's starting trial process is not killed for another node's warm one
     keep_the_drivers_trial_logs()
     paced_forced_snapshots()
+    delete_checkpoints_after_snapshot()  # a driver killed at any moment leaves no trial naming a deleted checkpoint
     pack_ended_trial_state()  # an ended trial's saved state JSON, compressed in the driver
     share_placement_group_factories()
     one_key_for_encoder_fallbacks()
