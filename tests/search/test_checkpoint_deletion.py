@@ -21,7 +21,7 @@ from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from scenetune.search import ray_compat
 from scenetune.search.checkpoint_deletion import delete_checkpoints_after_snapshot
-from tests.search.test_ray_compat import one_warning_line, ray_s_own
+from tests.search.test_ray_compat import installed_once, one_warning_line, ray_s_own
 
 EPOCHS, TRIALS, EPOCH_S = 5, 2, 0.3
 
@@ -103,11 +103,9 @@ def test_no_checkpoint_is_deleted_while_the_state_in_storage_names_it(ray_local,
 
 
 def test_it_is_installed_once(ray_alone):
-    assert delete_checkpoints_after_snapshot()
-    queue, method = checkpoint_manager._delete_fs_path, TuneController.checkpoint
-    assert queue._scenetune and method._scenetune
-    assert delete_checkpoints_after_snapshot()
-    assert checkpoint_manager._delete_fs_path is queue and TuneController.checkpoint is method
+    installed_once(delete_checkpoints_after_snapshot, TuneController, "checkpoint")
+    queue = checkpoint_manager._delete_fs_path  # and the queue in place of Ray's deletion, once
+    assert queue._scenetune and delete_checkpoints_after_snapshot() and checkpoint_manager._delete_fs_path is queue
 
 
 @pytest.mark.parametrize("missing", ["_delete_fs_path", "TuneController.checkpoint", "_last_sync_time"])

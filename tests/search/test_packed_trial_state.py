@@ -19,7 +19,7 @@ from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from scenetune.search import ray_compat
 from scenetune.search.packed_trial_state import PackedJson, pack_ended_trial_state
-from tests.search.test_ray_compat import one_warning_line, ray_s_own
+from tests.search.test_ray_compat import installed_once, one_warning_line, ray_s_own
 
 TRIALS, FAILING = 4, 3
 
@@ -127,11 +127,7 @@ def test_a_packed_pair_pickles_and_copies_as_one():
 
 
 def test_it_is_installed_once_on_ray_s_trial(ray_alone):
-    original = Trial.get_json_state
-    assert pack_ended_trial_state() is True
-    wrapper = Trial.get_json_state
-    assert wrapper is not original and wrapper._scenetune
-    assert pack_ended_trial_state() is True and Trial.get_json_state is wrapper
+    installed_once(pack_ended_trial_state, Trial, "get_json_state")
 
 
 @pytest.mark.parametrize("missing", ["Trial.get_json_state", "Trial._state_json", "_TrainingRunMetadata"])

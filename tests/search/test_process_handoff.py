@@ -25,7 +25,7 @@ from ray.tune.execution.tune_controller import TuneController
 from scenetune.search import process_handoff, ray_compat
 from scenetune.search.process_handoff import keep_starting_processes
 from scenetune.search.ray_compat import fresh_process_when_reuse_fails
-from tests.search.test_ray_compat import one_warning_line, ray_s_own
+from tests.search.test_ray_compat import installed_once, one_warning_line, ray_s_own
 
 START_S, TRIAL_S, TRIALS = 2.0, 1.0, 8
 
@@ -88,11 +88,7 @@ def test_a_starting_process_is_not_killed_for_a_warm_one(ray_local, ray_alone, m
 
 
 def test_it_is_installed_once_on_tune_s_controller(ray_alone):
-    original = TuneController._maybe_reuse_cached_actor
-    assert keep_starting_processes() is True
-    wrapper = TuneController._maybe_reuse_cached_actor
-    assert wrapper is not original and wrapper._scenetune
-    assert keep_starting_processes() is True and TuneController._maybe_reuse_cached_actor is wrapper
+    installed_once(keep_starting_processes, TuneController, "_maybe_reuse_cached_actor")
 
 
 @pytest.mark.parametrize("missing", ["_maybe_reuse_cached_actor", "_schedule_trial_actor", "_started_actors"])

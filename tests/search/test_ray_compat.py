@@ -88,6 +88,15 @@ def apply(patch) -> bool:
     return patch(0) if patch is recycle_grown_workers else patch()
 
 
+def installed_once(patch, owner, name: str) -> None:
+    """``patch()`` puts a scenetune wrapper at ``owner.name``; applied again, it changes nothing."""
+    original = getattr(owner, name)
+    assert patch() is True
+    wrapper = getattr(owner, name)
+    assert wrapper is not original and wrapper._scenetune
+    assert patch() is True and getattr(owner, name) is wrapper
+
+
 def ray_s_own(method):
     """The Ray method under scenetune's wrapper (the method itself when not wrapped)."""
     while getattr(method, "_scenetune", False):

@@ -19,7 +19,7 @@ from scenetune.search.shared_trial_parts import (
     one_key_for_encoder_fallbacks,
     share_placement_group_factories,
 )
-from tests.search.test_ray_compat import one_warning_line, ray_s_own
+from tests.search.test_ray_compat import installed_once, one_warning_line, ray_s_own
 
 TRIALS = 4
 
@@ -76,11 +76,8 @@ def test_fallbacks_are_logged_once_under_one_key(ray_alone, monkeypatch):
 
 
 def test_each_is_installed_once(ray_alone):
-    assert share_placement_group_factories() and one_key_for_encoder_fallbacks()
-    method, log_once = Trial.create_placement_group_factory, serialization.log_once
-    assert method._scenetune and log_once._scenetune and log_once is not debug.log_once
-    assert share_placement_group_factories() and one_key_for_encoder_fallbacks()
-    assert Trial.create_placement_group_factory is method and serialization.log_once is log_once
+    installed_once(share_placement_group_factories, Trial, "create_placement_group_factory")
+    installed_once(one_key_for_encoder_fallbacks, serialization, "log_once")
 
 
 @pytest.mark.parametrize("missing", ["Trial.create_placement_group_factory", "log_once", "TuneFunctionEncoder"])
