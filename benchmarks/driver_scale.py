@@ -221,7 +221,7 @@ def run_scenetune(args, probe) -> None:
     from scenetune.search.clock import SweepClock
     from scenetune.search.spec import parse_spec
 
-    for part in args.without:  # scenetune as it was before search/process_handoff.py or packed_trial_state.py
+    for part in args.without:  # scenetune with these patches left out (WITHOUT)
         setattr(run, WITHOUT[part], lambda: False)
     record = registry.TRAINABLES["classifier"]
     registry.TRAINABLES["classifier"] = dataclasses.replace(record, train="driver_scale:cheap_classifier")
