@@ -25,17 +25,12 @@ from __future__ import annotations
 
 import importlib
 
-from scenetune.search.ray_compat import _ray_class, _tune_controller, _wrap, missing_in_ray
+from scenetune.search.ray_compat import _ray_class, _tune_controller, _wrap, missing_in_ray, upload_running
 
 DELETING = "ray.train._internal.checkpoint_manager"  # the module whose _delete_fs_path the checkpoint manager calls
 # one pair of lists for the process, whichever install's wrapper and queue are in place
 _queued: list = []  # (filesystem, path) Ray deleted since the last snapshot began
 _uploading: list = []  # deleted once the snapshot saved after them is in storage
-
-
-def _upload_running(manager) -> bool:
-    running = getattr(manager._storage.syncer, "_should_continue_existing_sync", None)
-    return bool(running and running())
 
 
 def delete_checkpoints_after_snapshot() -> bool:
@@ -67,7 +62,7 @@ def delete_checkpoints_after_snapshot() -> bool:
             if manager._last_sync_time != launched:  # a snapshot without them was saved and its upload begun
                 _uploading.extend(_queued[:before])
                 del _queued[:before]
-            if _uploading and not _upload_running(manager):
+            if _uploading and not upload_running(manager):
                 for fs, path in _uploading:
                     try:
                         delete(fs=fs, fs_path=path)

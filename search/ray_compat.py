@@ -96,6 +96,11 @@ def _tune_controller(without: str):
     return _ray_class("ray.tune.execution.tune_controller", "TuneController", without)
 
 
+def upload_running(manager) -> bool:
+    """Whether an ``_ExperimentCheckpointManager``'s upload of the experiment state to storage still runs."""
+    return bool(getattr(manager._storage.syncer, "_should_continue_existing_sync", lambda: False)())
+
+
 def tolerate_killed_trial_workers() -> bool:
     """Install both fixes once per process; True when both are in place."""
     ends_sweep = "a trial whose worker Ray kills (out of memory, a lost node) ends the whole sweep"
@@ -252,10 +257,6 @@ def paced_forced_snapshots() -> bool:
         missing_in_ray(["_BackgroundSyncer._should_continue_existing_sync"],
                        "a forced snapshot makes the driver wait for the previous upload of the experiment state")
 
-    def uploading(manager) -> bool:
-        running = getattr(manager._storage.syncer, "_should_continue_existing_sync", None)
-        return bool(running and running())
-
     def paced(original):
         def sync_up_experiment_state(self, save_fn, force=False, wait=False):
             if not force and self._should_force_sync_up:
@@ -263,7 +264,7 @@ def paced_forced_snapshots() -> bool:
                 if now - self._last_save_time < SNAPSHOT_PACE * self.__dict__.get("_scenetune_save_s", 0.0):
                     return None  # the flag stays set: taken once the pace allows
                 held = self.__dict__.setdefault("_scenetune_held_since", now)
-                if uploading(self) and now - held < UPLOAD_HOLD_S:
+                if upload_running(self) and now - held < UPLOAD_HOLD_S:
                     return None  # Ray would wait for the upload here: taken at the first step after it
             self.__dict__.pop("_scenetune_held_since", None)
 
