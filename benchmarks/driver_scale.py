@@ -5,9 +5,9 @@ driven directly, side by side (issue "Every road to a cluster", item 6).
     .venv/bin/python benchmarks/driver_scale.py --trials 2000   # a quicker look
     .venv/bin/python benchmarks/driver_scale.py --trials 2000 --profile scenetune   # cProfile of one side
 
-Each side runs in a process of its own with its own embedded Ray (8 logical
-CPUs, its own temp folder): N trials 8 at a time, each up to 9 epochs of a
-known curve that cost nothing, so what is measured is the driver.
+Each side runs in a process of its own with its own embedded Ray (8 logical CPUs,
+its own temp folder): N trials 8 at a time, each up to 9 epochs of a known curve
+that cost nothing, so what is measured is the driver.
 - scenetune: ``search.run.drive()`` (what ``scenetune sweep`` runs once Ray
   is up) on a classifier spec with the defaults: TPE with scenetune's sampler
   settings, ASHA with rung quorum holds by ``val_loss``, the concurrency
@@ -22,22 +22,22 @@ known curve that cost nothing, so what is measured is the driver.
   ``reuse_actors=True``, the same metrics reported, no checkpoints.
 
 A driver callback records the wall time and the driver's VmRSS at each
-trial's end. Windows: the first and the last 1,000 trials (half the trials
-in shorter runs); per trial in each, the driver's CPU time and the wall time
-in its parts (methods wrapped here): the experiment-state snapshot
-(``TuneController.save_to_dir``), new trials (TPE's suggestion, the Trial
-made), the searcher's results, the scheduler, the callbacks, GC.
+trial's end (after the sweep, its VmRSS and highest VmRSS, VmHWM). Windows:
+the first and the last 1,000 trials (half in shorter runs); per trial in
+each, the driver's CPU time and the wall time in its parts (wrapped here):
+the snapshot (``TuneController.save_to_dir``), new trials (TPE's suggestion,
+the Trial made), the searcher's results, the scheduler, the callbacks, GC.
 
-What grew before issue 24's fixes: forced experiment-state snapshots, ASHA's
-and the progress line's scans of every trial on every event (now paced,
-``ray_compat.paced_forced_snapshots``, and skipped); at 10,000 trials, TPE's
-suggestion walking every finished trial (now a window of 500,
+What grew before issue 24's fixes: forced snapshots, ASHA's and the progress
+line's scans of every trial on every event (paced, ``ray_compat``, and
+skipped); TPE's suggestion walking every finished trial (a window of 500,
 ``search/bounded_history.py``), ASHA's choice walking every trial (sorted
-rungs), Ray Tune's statistics and whole results of every finished trial (cut
-to the ranked metrics, ``search/finished_trials.py``) and its saved state
-JSON (kept compressed, ``search/packed_trial_state.py``), a factory and a
-log key of its own (``search/shared_trial_parts.py``). benchmarks/README.md
-has the tables; ``--without`` leaves a patch out of scenetune's side.
+rungs), every finished trial's statistics and results (cut,
+``search/finished_trials.py``), saved state JSON (compressed,
+``search/packed_trial_state.py``), factory and log key
+(``search/shared_trial_parts.py``), each snapshot's upload of every trial's
+logs (``search/incremental_upload.py``). benchmarks/README.md has the
+tables; ``--without`` leaves a patch out of scenetune's side.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURE = os.path.join(ROOT, "benchmarks", "figures", "driver-scale.png")
 SIDES, LABELS = ("scenetune", "ray"), {"scenetune": "scenetune", "ray": "Ray Tune alone"}
 WITHOUT = {"handoff": "keep_starting_processes", "packing": "pack_ended_trial_state",  # --without: search.run's name
-           "sharing": "share_placement_group_factories", "one-key": "one_key_for_encoder_fallbacks"}
+           "sharing": "share_placement_group_factories", "one-key": "one_key_for_encoder_fallbacks",
+           "upload": "upload_changed_files"}
 EPOCHS, FACTOR, CONCURRENCY = 9, 3, 8
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "dense_units": {"choice": [32, 64, 128]},
          "dropout": {"uniform": [0.0, 0.5]}, "cnn_filters": {"choice": [16, 32]}}
@@ -108,9 +109,9 @@ def cheap_trial(config: dict) -> None:
                      "checkpoint_mb": 0.0})
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS:") -> float:  # "VmHWM:": the highest VmRSS so far
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
 
 
 # --- one side, in its own process ---
@@ -276,6 +277,7 @@ def run_side(args) -> int:
             pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(count)
     with open(args.out, "w") as f:
         json.dump({"times": list(probe.times), "rss": list(probe.rss), "rss_start": probe.rss_start, "window": window,
+                   "rss_after": rss_mb(), "rss_peak": rss_mb("VmHWM:"),
                    "marks": probe.marks, "results": probe.results, "errors": probe.errors, "fit_s": fit_s}, f)
     return 0
 
@@ -293,7 +295,8 @@ def summary(run: dict) -> dict:
     row = {"trials": n, "errors": run["errors"], "results": run["results"], "fit_s": run["fit_s"],
            "first_s": (times[w] - times[0]) / w, "last_s": (times[n - 1] - times[n - 1 - w]) / w,
            "rss_start": run["rss_start"], "rss_window": rss[w - 1], "rss_end": rss[-1],
-           "growth": rss[-1] - run["rss_start"]}
+           "growth": rss[-1] - run["rss_start"], "rss_after": run.get("rss_after", math.nan),
+           "peak": run.get("rss_peak", math.nan) - run["rss_start"]}  # (not in the runs recorded before)
     row["ratio"] = row["last_s"] / row["first_s"]
     spans = [(marks[a], marks[b]) for a, b in ((0, w), (n - 1 - w, n - 1)) if a in marks and b in marks]
     if len(spans) == 2:
@@ -314,7 +317,8 @@ def table(s: dict, r: dict, w: str) -> str:
             (f"s per trial, first {w}", "first_s", ".4f"), (f"s per trial, last {w}", "last_s", ".4f"),
             ("last / first (goal <= 1.25)", "ratio", ".2f"), ("driver RSS at start, MB", "rss_start", ".0f"),
             (f"driver RSS after {w} trials, MB", "rss_window", ".0f"), ("driver RSS at the end, MB", "rss_end", ".0f"),
-            ("RSS growth, MB (goal < 250)", "growth", ".0f")):
+            ("RSS growth, MB (goal < 250)", "growth", ".0f"), ("driver RSS after the sweep, MB", "rss_after", ".0f"),
+            ("highest RSS (VmHWM) above the start, MB", "peak", ".0f")):
         lines.append(f"| {label} | {s[key]:{fmt}} | {r[key]:{fmt}} | {s[key] / r[key]:.2f} |")
     lines.append(f"| *per trial, first {w} → last {w}:* | | | |")
     for label, key, fmt in (("results (epochs)", "results/trial", ".2f"), ("snapshots", "snapshots/trial", ".3f"),
@@ -341,9 +345,7 @@ def figure(runs: dict, path: str) -> None:
         bottom.plot(range(1, len(t) + 1), run["rss"], label=LABELS[side])
     top.set(ylabel=f"s per trial (rolling, {k} trials)", title=f"The Ray Tune driver over {n:,} trials, 8 at a time")
     bottom.set(ylabel="driver RSS, MB", xlabel="trials ended")
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        ax.legend()
+    [(ax.grid(alpha=0.3), ax.legend()) for ax in (top, bottom)]
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -355,9 +357,8 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default=FIGURE)
     parser.add_argument("--profile", choices=SIDES, help="run only this side, under cProfile (to stderr)")
     parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
-                        help="scenetune's side without this patch (repeatable): the hand-off of warm processes "
-                             "(search/process_handoff.py), ended trials' state packed (search/packed_trial_state.py), "
-                             "the two of search/shared_trial_parts.py")
+                        help="scenetune's side without this patch of search/ (repeatable): process_handoff, "
+                             "packed_trial_state, the two of shared_trial_parts, incremental_upload")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # what a side's own process runs
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -379,8 +380,7 @@ def main(argv=None) -> int:
             with open(log, "w") as f:  # Ray's own lines; ours (and a profile) on stderr
                 done = subprocess.run(command, cwd=ROOT, env=env, stdout=f, check=False)
             if done.returncode != 0:
-                with open(log) as f:
-                    sys.exit(f"driver_scale: the {side} side failed (exit {done.returncode}):\n{f.read()[-3000:]}")
+                sys.exit(f"driver_scale: the {side} side failed (exit {done.returncode}):\n{open(log).read()[-3000:]}")
             with open(out) as f:
                 runs[side] = json.load(f)
     finally:
