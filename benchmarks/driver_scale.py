@@ -34,15 +34,15 @@ skipped); TPE's suggestion walking every finished trial (a window of 500,
 ``search/bounded_history.py``), ASHA's choice walking every trial (sorted
 rungs), every finished trial's statistics and results (cut,
 ``search/finished_trials.py``), saved state JSON (compressed,
-``search/packed_trial_state.py``), factory and log key
-(``search/shared_trial_parts.py``), each snapshot's upload of every trial's
-logs (``search/incremental_upload.py``). benchmarks/README.md has the
-tables; ``--without`` leaves a patch out of scenetune's side.
+``search/packed_trial_state.py``), factory and log key (``shared_trial_parts``),
+each snapshot's upload of all trials' logs (``incremental_upload``), the end's
+read of all results (``unused_results``). ``--without`` leaves one out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import json
@@ -63,7 +63,7 @@ FIGURE = os.path.join(ROOT, "benchmarks", "figures", "driver-scale.png")
 SIDES, LABELS = ("scenetune", "ray"), {"scenetune": "scenetune", "ray": "Ray Tune alone"}
 WITHOUT = {"handoff": "keep_starting_processes", "packing": "pack_ended_trial_state",  # --without: search.run's name
            "sharing": "share_placement_group_factories", "one-key": "one_key_for_encoder_fallbacks",
-           "upload": "upload_changed_files"}
+           "upload": "upload_changed_files", "dataframes": "no_trial_dataframes"}
 EPOCHS, FACTOR, CONCURRENCY = 9, 3, 8
 SPACE = {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "dense_units": {"choice": [32, 64, 128]},
          "dropout": {"uniform": [0.0, 0.5]}, "cnn_filters": {"choice": [16, 32]}}
@@ -223,7 +223,7 @@ def run_scenetune(args, probe) -> None:
     from scenetune.search.spec import parse_spec
 
     for part in args.without:  # scenetune with these patches left out (WITHOUT)
-        setattr(run, WITHOUT[part], lambda: False)
+        setattr(run, WITHOUT[part], contextlib.nullcontext if part == "dataframes" else lambda: False)
     record = registry.TRAINABLES["classifier"]
     registry.TRAINABLES["classifier"] = dataclasses.replace(record, train="driver_scale:cheap_classifier")
     os.makedirs(data := os.path.join(args.storage, "data"), exist_ok=True)
@@ -358,7 +358,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=SIDES, help="run only this side, under cProfile (to stderr)")
     parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
                         help="scenetune's side without this patch of search/ (repeatable): process_handoff, "
-                             "packed_trial_state, the two of shared_trial_parts, incremental_upload")
+                             "packed_trial_state, the two of shared_trial_parts, incremental_upload, unused_results")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # what a side's own process runs
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

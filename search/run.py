@@ -47,6 +47,7 @@ from scenetune.search.tuner import (
     restore_tuner,
     trial_slots,
 )
+from scenetune.search.unused_results import no_trial_dataframes
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -251,10 +252,9 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
     share_placement_group_factories()
     one_key_for_encoder_fallbacks()
     upload_changed_files()  # each snapshot's upload copies what changed, not every trial's logs again
-    slots = trial_slots(spec)
-    try:
-        with clock.phase("trials_s"), environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples,
-                                                             slots)), quiet_tune(verbose), interruptible():
+    pending = environ(pending_trials(spec.scheduler.model_dump(), spec.search.num_samples, trial_slots(spec)))
+    try:  # the ResultGrid that fit returns is dropped (scenetune reads the trials' files): no trial's results read
+        with clock.phase("trials_s"), pending, quiet_tune(verbose), interruptible(), no_trial_dataframes():
             tuner.fit()
     finally:
         clock.save(spec.experiment_uri)
