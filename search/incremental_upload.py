@@ -23,17 +23,25 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import uuid
+import weakref
 
 from scenetune.search.ray_compat import _ray_class, _wrap, missing_in_ray
 
 CHUNK = 1 << 20
 
+# What each syncer copied, kept here and named by a key in its upload command: Ray deep-copies and pickles a
+# syncer with every trial's storage context (its last command included), while its upload thread adds to these.
+_RECORDS: dict[str, tuple[dict, set]] = {}  # key -> (file -> (size, mtime_ns) copied, folders made)
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # syncer -> its key
 
-def upload_changed(local_path: str, fs, fs_path: str, copied: dict, made: set) -> None:
+
+def upload_changed(local_path: str, fs, fs_path: str, record: str) -> None:
     """Copy to ``fs_path`` on ``fs`` each file under ``local_path`` whose
-    (size, modification time) is not ``copied``'s record for it; record each
-    once copied (a file that changes while it is copied is copied again next
-    time: its record is its state before the copy). ``made``: folders created."""
+    (size, modification time) is not what ``record`` says was copied; record
+    each once copied (a file that changes while it is copied is copied again
+    next time: its record is its state before the copy)."""
+    copied, made = _RECORDS.setdefault(record, ({}, set()))
     for root, _, names in os.walk(local_path):
         folder = os.path.relpath(root, local_path).replace(os.sep, "/")
         for name in sorted(names):
@@ -75,11 +83,10 @@ def upload_changed_files() -> bool:
         def _sync_up_command(self, local_path, uri, exclude=None):
             if exclude or not os.path.isdir(local_path):
                 return original(self, local_path, uri, exclude=exclude)
-            # One record per (folder, destination) and syncer; Ray runs one upload of a syncer at a time.
-            records = self.__dict__.setdefault("_scenetune_copied", {})
-            copied, made = records.setdefault((str(local_path), str(uri)), ({}, set()))
+            # One record per syncer, folder and destination; Ray runs one upload of a syncer at a time.
+            record = f"{_KEYS.setdefault(self, uuid.uuid4().hex)}|{local_path}|{uri}"
             return upload_changed, {"local_path": str(local_path), "fs": self.storage_filesystem,
-                                    "fs_path": str(uri), "copied": copied, "made": made}
+                                    "fs_path": str(uri), "record": record}
         return _sync_up_command
 
     return _wrap(syncer, "_sync_up_command", changed_only, whole)

@@ -9,8 +9,10 @@ in the staging folder is not copied again."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import pickle
 import uuid
 
 import pyarrow.fs as pafs
@@ -88,6 +90,25 @@ def test_a_second_upload_copies_only_what_changed(ray_alone, destination, tmp_pa
     assert read(fs, f"{path}/experiment_state.json") == STAGED["experiment_state.json"]
     unchanged = read(fs, f"{path}/trial_a/result.json")
     assert unchanged == (EDITED if patched else STAGED["trial_a/result.json"])
+
+
+def test_a_syncer_copies_and_pickles_without_what_it_uploaded(ray_alone, tmp_path):
+    """Ray deep-copies and pickles the experiment's syncer with every trial's
+    storage context, its last upload command included, while that upload runs."""
+    assert upload_changed_files()
+    fs, path = pafs.LocalFileSystem(), str(tmp_path / "storage" / "exp")
+    staged, syncer = stage(tmp_path), _FilesystemSyncer(storage_filesystem=fs, sync_period=0)
+    for i in range(2000):
+        write(staged / f"trial_{i:04d}" / "result.json", b"{}")
+    assert syncer.sync_up(str(staged), path)
+    copies = 0
+    while syncer._should_continue_existing_sync():  # the upload thread records what it copies meanwhile
+        copy.deepcopy(syncer)
+        copies += 1
+    syncer.wait()
+    assert copies and len(list((tmp_path / "storage" / "exp").glob("trial_[0-9]*/result.json"))) == 2000
+    pickled = pickle.dumps(syncer)
+    assert b"trial_0001" not in pickled and len(pickled) < 4000, len(pickled)
 
 
 def test_an_upload_with_exclusions_is_ray_s_own(ray_alone, tmp_path):
