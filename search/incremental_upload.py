@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
+import sys
 import uuid
 import weakref
 
 from scenetune.search.ray_compat import _ray_class, _wrap, missing_in_ray
 
-CHUNK = 1 << 20
-
 # What each syncer copied, kept here and named by a key in its upload command: Ray deep-copies and pickles a
 # syncer with every trial's storage context (its last command included), while its upload thread adds to these.
-_RECORDS: dict[str, tuple[dict, set]] = {}  # key -> (file -> (size, mtime_ns) copied, folders made)
+_RECORDS: dict[str, dict[str, dict[str, int]]] = {}  # key -> folder -> file name -> its stamp when copied
 _KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # syncer -> its key
 
 
@@ -41,29 +39,30 @@ def upload_changed(local_path: str, fs, fs_path: str, record: str) -> None:
     (size, modification time) is not what ``record`` says was copied; record
     each once copied (a file that changes while it is copied is copied again
     next time: its record is its state before the copy)."""
-    copied, made = _RECORDS.setdefault(record, ({}, set()))
+    import pyarrow.fs as pafs
+
+    folders, local = _RECORDS.setdefault(record, {}), pafs.LocalFileSystem()
     for root, _, names in os.walk(local_path):
         folder = os.path.relpath(root, local_path).replace(os.sep, "/")
+        target_folder = fs_path if folder == "." else posixpath.join(fs_path, folder)
+        copied = folders.get(folder)
         for name in sorted(names):
-            relative = name if folder == "." else f"{folder}/{name}"
             try:
                 stat = os.stat(os.path.join(root, name))
             except FileNotFoundError:  # deleted since the walk listed it
                 continue
-            stamp = (stat.st_size, stat.st_mtime_ns)
-            if copied.get(relative) == stamp:
+            stamp = stat.st_size << 64 | stat.st_mtime_ns  # both below 2**64: one exact int
+            if copied is not None and copied.get(name) == stamp:
                 continue
-            target = posixpath.join(fs_path, relative)
-            parent = posixpath.dirname(target)
-            if parent not in made:
-                fs.create_dir(parent, recursive=True)
-                made.add(parent)
-            try:
-                with open(os.path.join(root, name), "rb") as source, fs.open_output_stream(target) as out:
-                    shutil.copyfileobj(source, out, CHUNK)
+            if copied is None:
+                fs.create_dir(target_folder, recursive=True)
+                copied = folders[folder] = {}
+            try:  # Arrow's copy, as Ray's (its buffers from Arrow's pool, not the upload thread's malloc arena)
+                pafs.copy_files(os.path.join(root, name), posixpath.join(target_folder, name),
+                                source_filesystem=local, destination_filesystem=fs, use_threads=False)
             except FileNotFoundError:
                 continue
-            copied[relative] = stamp
+            copied[sys.intern(name)] = stamp  # the same few names in every trial's folder
 
 
 def upload_changed_files() -> bool:
