@@ -19,9 +19,13 @@ configs" keep the sampled ones, as the replay's experiment records them.
 Scenarios (the issue's goals; each one in benchmarks/README.md#warm-start-replayed):
 1. same task, same space, from one earlier 24-trial sweep (goal <= 0.5x cold),
    beside Ray Tune's ``points_to_evaluate`` + ``evaluated_rewards``;
-2. scale: earlier sweep at image_size 32, new one at 48, 12 trials; the
-   earlier trials (a) left out, (b) a prior (the default), (c) rerun_best 3,
-   (d) both, (e) a prior for the start-up trials only (goal <= 0.7x cold);
+2. scale: earlier sweep at image_size 32, new one at 64, 12 trials, on
+   ``benchmarks/fixtures/scale-recorded`` (the same 48 configurations
+   recorded at both sizes, ``benchmarks/scale_recording.py``;
+   ``--scale-fixture same``: the first measurement, the main recording's
+   trials at 32 and 48 px); the earlier trials (a) left out, (b) a prior,
+   (c) their 3 best configurations run first, (d) both (scenetune's
+   default), (e) a prior for the start-up trials only (goal <= 0.7x cold);
 3. unrelated: scenario 1's earlier trials with values reversed, or params
    shuffled between trials (goal <= 1.2x cold).
 In scenarios 1 and 3, rows "prior for the start-up only" run the warm start
@@ -53,10 +57,10 @@ RECORDED = os.path.join(HERE, "fixtures", "search-recorded")
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from warm_start_trials import as_answered, best_configs, ray_peer, reversed_values, shuffled_params  # noqa: E402
+from warm_start_trials import as_answered, ray_peer, reversed_values, shuffled_params  # noqa: E402
 
 TOLERANCE = 0.01
-SMALL, LARGE = 32, 48  # scenario 2's fixed image sizes
+SCALE_RECORDED = os.path.join(HERE, "fixtures", "scale-recorded")  # benchmarks/scale_recording.py
 RERUN_K = 3
 LOOSE = 0.05  # a second, looser target (not the goal's)
 
@@ -70,6 +74,16 @@ def restrict(rec, key: str, value):
     return Recording(params, rec.metric, rec.mode, rec.configs.loc[keep, list(params)],
                      {t: rec.curves[t] for t in keep}, rec.scheduler, rec.rank_by,
                      {t: rec.rank_curves[t] for t in keep} if rec.rank_curves else None)
+
+
+def scale_recordings(rec, fixture: str):
+    """Scenario 2's earlier and new recordings and their image sizes."""
+    from scenetune.commands.replay import load_recording
+
+    if fixture == "same":
+        return restrict(rec, "image_size", 32), restrict(rec, "image_size", 48), (32, 48)
+    sizes = (32, 64)
+    return (*(load_recording(os.path.join(fixture, f"px{size}")) for size in sizes), sizes)
 
 
 def make_ledger(metric: str, mode: str):
@@ -219,6 +233,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10, help="new sweeps' seeds 0..N-1 (default 10)")
     parser.add_argument("--quick", action="store_true", help="2 seeds")
     parser.add_argument("--fixture", default=RECORDED)
+    parser.add_argument("--scale-fixture", default=SCALE_RECORDED,
+                        help="scenario 2's paired recording (px32/ and px64/); 'same': --fixture's trials at "
+                             "image_size 32 and 48 (the first measurement)")
     parser.add_argument("--num-samples", type=int, default=24, help="trials per sweep in scenarios 1 and 3")
     parser.add_argument("--scale-samples", type=int, default=12, help="trials per sweep in scenario 2")
     args = parser.parse_args()
@@ -228,6 +245,7 @@ def main() -> int:
     import ray
 
     from scenetune.commands.replay import load_recording
+    from scenetune.search.warm_prior import reruns
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.time()
@@ -237,7 +255,7 @@ def main() -> int:
         rec = load_recording(args.fixture)
     with open(os.path.join(args.fixture, "scenetune_spec.yaml")) as f:
         space = yaml.safe_load(f)["space"]
-    small, large = restrict(rec, "image_size", SMALL), restrict(rec, "image_size", LARGE)
+    small, large, (SMALL, LARGE) = scale_recordings(rec, args.scale_fixture)
     scale_space = {k: v for k, v in space.items() if k != "image_size"}
     fixed = {"epochs": rec.max_t}
     fix_small, fix_large = {**fixed, "image_size": SMALL}, {**fixed, "image_size": LARGE}
@@ -294,9 +312,9 @@ def main() -> int:
                                       other_sizes="leave_out")
             assert not left_out.trials, left_out.line()  # (a) leaves every one out, so (a) = cold
             read = earlier_trials(small, earlier["folder"], scale_space, fix_small, scale_space, fix_large)
-            assert len(read.trials) == sum(read.prior.values()), read.line()  # (b): scenetune's default
+            assert len(read.trials) == sum(read.prior.values()), read.line()  # (b), the prior of (d)
             prior = as_answered(small, read.trials, earlier["folder"])
-            rerun = best_configs(prior, RERUN_K, rec.mode)
+            rerun = reruns(prior, RERUN_K, rec.mode)  # scenetune's own choice
             notes.append(f"seed {seed}, scale: (a) {left_out.line()}; (b) {len(prior)} trials as the prior; "
                          f"earlier best {earlier['best']:.4f}")
             run("scale", "(a) left out = cold", seed, large, n, fix_large)
@@ -315,8 +333,10 @@ def main() -> int:
     wall = time.time() - started
 
     runs = pd.DataFrame(runs)
-    print(f"recording: {os.path.relpath(args.fixture)} ({len(rec.curves)} trials; {len(small.curves)} at image_size "
-          f"{SMALL}, {len(large.curves)} at {LARGE})")
+    scale_from = args.fixture if args.scale_fixture == "same" else args.scale_fixture
+    print(f"recordings: {os.path.relpath(args.fixture)} ({len(rec.curves)} trials); scenario 2: "
+          f"{os.path.relpath(scale_from)} ({len(small.curves)} trials at image_size {SMALL}, {len(large.curves)} at "
+          f"{LARGE})")
     print(f"{len(seeds)} seeds (new sweeps {seeds[0]}..{seeds[-1]}, each earlier sweep seed + 100); TPE + ASHA "
           f"(grace {rec.scheduler.get('grace_period')}, factor {rec.scheduler.get('reduction_factor')}), one trial "
           "at a time; compute = recorded fit seconds of the new sweep; a sweep that never reaches the target "

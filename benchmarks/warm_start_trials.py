@@ -1,6 +1,6 @@
 """The earlier trials of benchmarks/warm_start.py's scenarios: paired again
 with the curves that answered them, made unrelated (values reversed, params
-shuffled), the best configurations, and what Ray Tune's own warm start
+shuffled), and what Ray Tune's own warm start
 (``points_to_evaluate`` + ``evaluated_rewards``) can take of them."""
 
 from __future__ import annotations
@@ -66,12 +66,6 @@ def shuffled_params(trials: list, seed: int) -> list:
                                       distributions=dict(trials[j].distributions), user_attrs=dict(t.user_attrs),
                                       intermediate_values=dict(t.intermediate_values))
             for t, j in zip(trials, order)]
-
-
-def best_configs(trials: list, k: int, mode: str) -> list[dict]:
-    """The k best of the earlier trials by value (the last reported, as ``scenetune best`` ranks)."""
-    ranked = sorted((t for t in trials if t.value is not None), key=lambda t: t.value, reverse=mode == "max")
-    return [dict(t.params) for t in ranked[:k]]
 
 
 def ray_peer(trials: list) -> tuple[list[dict], list[float]]:

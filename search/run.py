@@ -48,6 +48,7 @@ from scenetune.search.tuner import (
     trial_slots,
 )
 from scenetune.search.unused_results import no_trial_dataframes
+from scenetune.search.warm_prior import reruns
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -238,7 +239,8 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
             prepared = prepare(spec, checked)
         if warm is not None:
             prepared.warm_trials = list(warm.trials)
-            storage.write_text(storage.join(prepared.experiment, WARM_START_FILE), json.dumps(warm.record, indent=1))
+            record = {**warm.record, "run_first": reruns(warm.trials, spec.search.warm_start_rerun_best, spec.mode)}
+            storage.write_text(storage.join(prepared.experiment, WARM_START_FILE), json.dumps(record, indent=1))
         tuner = build_tuner(prepared, callbacks, quiet=not verbose)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep
     recycle_grown_workers(spec.resources.recycle_at_growth_mb)

@@ -68,6 +68,10 @@ class SearchSpec(Strict):
     warm_start_other_sizes: Literal["prior", "leave_out"] = Field(
         "prior", description="earlier trials that ran at another fixed image_size: used as a prior (their "
                              "results as they were, the image size aside) or left out (docs/spec.md#warm-start)")
+    warm_start_rerun_best: int = Field(
+        3, ge=0, description="of the earlier trials that ran at another fixed image_size, the configurations of "
+                             "this many best (by their last value) run first, after search.points; 0: none "
+                             "(docs/spec.md#warm-start)")
     warm_start_prior: Literal["auto", "whole", "startup"] = Field(
         "auto", description="what the earlier trials guide: the whole sweep (TPE sees them to the end), or only "
                             "its start-up trials, TPE seeing the sweep's own trials alone after them; auto: the "

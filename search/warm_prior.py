@@ -26,6 +26,19 @@ def is_warm(trial: FrozenTrial) -> bool:
     return WARM_START_ATTR in trial.user_attrs
 
 
+def reruns(warm: list[FrozenTrial], k: int, mode: str) -> list[dict]:
+    """The params of the ``k`` best ``warm`` trials that ran at another image
+    size, best first, by their last value as ``scenetune best`` ranks them
+    (a stopped trial's is its last epoch's; one objective): what a sweep at
+    this size runs first (``search.warm_start_rerun_best``).
+    benchmarks/warm_start.py measured, from a sweep at 32 px of the same 48
+    configurations recorded at 64: the prior alone 0.79x a cold sweep's
+    compute, the 3 best run first 0.60x, both 0.70x (the default: the prior
+    still guides the sweep where the best at 32 px are not the best at 64)."""
+    done = [t for t in warm if OTHER_SIZE_ATTR in t.user_attrs and t.values is not None and len(t.values) == 1]
+    return [dict(t.params) for t in sorted(done, key=lambda t: t.values[0], reverse=mode == "max")[:k]]
+
+
 def prior_for_startup(policy: str, warm: list[FrozenTrial]) -> bool:
     """Whether a sweep's ``warm`` trials guide its start-up only, under
     ``search.warm_start_prior``. ``auto``: the start-up, unless some ran at

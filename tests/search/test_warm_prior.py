@@ -138,3 +138,42 @@ def test_a_sampler_past_its_start_up_pickles_and_draws_on_as_before():
     copy = pickle.loads(pickle.dumps(study))
     again = [study.ask(fixed_distributions=SPACE).params["x"], copy.ask(fixed_distributions=SPACE).params["x"]]
     assert copy.sampler._view[0] == 33 and again[0] == again[1]
+
+
+def test_the_best_configurations_at_another_image_size_run_first():
+    """``search.warm_start_rerun_best``: the k best earlier trials that ran at
+    another image size (by their last value, a stopped trial's too), best
+    first, enqueued after the spec's points; same-size trials and trials
+    without a value are not run again."""
+    from scenetune.search.spec import parse_spec
+    from scenetune.search.tuner import searcher_and_space
+    from scenetune.search.warm_prior import reruns
+
+    dropout = {"dropout": FloatDistribution(0.0, 0.5)}
+
+    def earlier(x: float, value: float | None, size: int | None, state=TrialState.COMPLETE):
+        attrs = {WARM_START_ATTR: "/tmp/earlier", **({OTHER_SIZE_ATTR: size} if size else {})}
+        return create_trial(params={"dropout": x}, distributions=dropout, state=state, value=value,
+                            intermediate_values={1: value if value is not None else 0.99}, user_attrs=attrs)
+
+    warm = [earlier(0.1, 0.70, 32), earlier(0.2, 0.90, 32), earlier(0.3, 0.99, None), earlier(0.4, 0.80, 32),
+            earlier(0.45, None, 32, TrialState.PRUNED), earlier(0.05, 0.60, 32)]
+    assert reruns(warm, 3, "max") == [{"dropout": 0.2}, {"dropout": 0.4}, {"dropout": 0.1}]
+    assert reruns(warm, 2, "min") == [{"dropout": 0.05}, {"dropout": 0.1}]
+    stopped = earlier(0.15, 0.85, 32, TrialState.PRUNED)  # stopped at a rung, with its last value
+    assert reruns([*warm, stopped], 3, "max") == [{"dropout": 0.2}, {"dropout": 0.15}, {"dropout": 0.4}]
+    assert reruns(warm, 0, "max") == [] and reruns(warm[2:3], 3, "max") == []
+
+    def first_trials(rerun_best: int | None) -> list[dict]:
+        search = {"num_samples": 8, "points": [{"dropout": 0.25}],
+                  **({"warm_start_rerun_best": rerun_best} if rerun_best is not None else {})}
+        spec = parse_spec({"name": "x", "trainable": "classifier", "data": {"root": "/tmp"}, "search": search,
+                           "space": {"dropout": {"uniform": [0.0, 0.5]}}})
+        searcher = searcher_and_space(spec, warm=warm)[0]
+        study = optuna.load_study(study_name=searcher._study_name, storage=searcher._storage)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return [t.system_attrs["fixed_params"] for t in waiting]
+
+    assert first_trials(None) == [{"dropout": 0.25}, {"dropout": 0.2}, {"dropout": 0.4}, {"dropout": 0.1}]
+    assert first_trials(1) == [{"dropout": 0.25}, {"dropout": 0.2}]
+    assert first_trials(0) == [{"dropout": 0.25}]

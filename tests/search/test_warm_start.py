@@ -167,6 +167,29 @@ def test_trials_at_another_fixed_image_size_are_a_prior_by_default(earlier):
     assert [t.datetime_start for t in warm.trials] == sorted(t.datetime_start for t in warm.trials)
 
 
+def test_a_sweep_at_another_image_size_runs_the_earlier_best_configurations_first(earlier, tmp_path, synth_root,
+                                                                                  capsys):
+    """``search.warm_start_rerun_best`` (3 by default): a sweep fixed at 64 px,
+    warm-started from trials that ran at 32 and 48, runs the configurations of
+    the earlier best trials first (by their last value, as ``scenetune best``
+    ranks), best first, with the earlier trials in its study as the prior."""
+    from scenetune.analysis import load_experiment
+
+    exp = load_experiment(earlier)
+    last = exp.epochs.sort_values("training_iteration").groupby("trial_id").tail(1).set_index("trial_id")
+    value_of = {exp.configs[t]["learning_rate"]: last.loc[t, "val_accuracy"] for t in exp.trials["trial_id"]}
+    spec = {**EARLIER, "name": "at-64", "search": {"num_samples": 2, "seed": 5},
+            "space": {"learning_rate": EARLIER_SPACE["learning_rate"]}, "fixed": {"epochs": 3, "image_size": 64}}
+    assert main(["sweep", spec_file(tmp_path, synth_root, tmp_path / "results", spec), "--warm-start", earlier]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("warm start:"))
+    assert line.endswith(": as a prior); the 3 best of those run first"), line
+    experiment = str(tmp_path / "results" / "at-64")
+    first = [p["learning_rate"] for p in json.load(open(os.path.join(experiment, "warm_start.json")))["run_first"]]
+    assert [value_of[rate] for rate in first] == sorted(value_of.values(), reverse=True)[:3], "the best, best first"
+    new = saved_study(experiment)[6:]
+    assert [t.params["learning_rate"] for t in new] == pytest.approx(first[:2]), "run first"
+
+
 @pytest.mark.parametrize("trainable, objectives, said", [
     ("classifier", [("val_loss", "min")], "its trials are ranked by val_accuracy (max); this sweep's by "
                                           "val_loss (min)"),
