@@ -7,7 +7,7 @@ and, after each experiment-state snapshot, copies the whole folder to the
 experiment's storage (``_FilesystemSyncer._sync_up_command``:
 ``pyarrow.fs.copy_files``). At 10,000 trials that is 50,000 files, 485 MB, a
 snapshot, nearly all of them logs of trials that ended long before, and
-pyarrow's copy threads raise the driver's resident memory by 75-125 MB while
+pyarrow's copy threads raise the driver's resident memory by 50-100 MB while
 it runs. :func:`upload_changed_files` makes such an upload copy only the
 files whose size or modification time changed since the same syncer last
 copied them; the rest are in storage already, as copied then. What Ray
