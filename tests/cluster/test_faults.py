@@ -172,14 +172,19 @@ def test_a_killed_driver_is_resumed_without_losing_or_rerunning_trials_and_optun
         after = open(os.path.join(by_id[trial_id], "result.json")).read()
         assert after == text, f"completed trial {trial_id} was run again"
     # Ray Tune restarts a trial that was running at the kill from the checkpoint in the state it
-    # last saved, so an epoch it reported after that save runs again and is logged twice; a trial
-    # completed before the kill is untouched (above), and the experiment counts each epoch once.
+    # last saved, so an epoch it reported after that save runs again and is logged twice (its log
+    # in storage can be newer than that state: Ray logs an epoch's result before it registers the
+    # checkpoint that came with it, and uploads the logs with the next state); a trial completed
+    # before the kill is untouched (above), and the experiment counts each epoch once.
     completed_dirs = {by_id[trial_id] for trial_id in done}
     for trial in trial_dirs(experiment):
         if os.path.normpath(trial) in unsaved:
             continue
         epochs = [r["epoch"] for r in rows_of(trial)]
-        assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs == sorted(epochs), f"{trial}: {epochs}"
+        assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs[-1] == 4, f"{trial}: {epochs}"
+        restarts = [e for before, e in zip(epochs, epochs[1:]) if e <= before]
+        assert all(e - 1 in (0, 2) for e in restarts) and len(restarts) <= 1, f"{trial}: {epochs}"  # from a checkpoint
+        assert all(b == a + 1 for a, b in zip(epochs, epochs[1:]) if b > a), f"{trial}: {epochs}"  # no epoch skipped
         assert epochs == [1, 2, 3, 4] or trial not in completed_dirs, f"{trial}: {epochs}"
     history = exp.epochs.sort_values("training_iteration").groupby("trial_id")["epoch"].apply(list)
     assert len(history) == trials and all(epochs == [1, 2, 3, 4] for epochs in history), history

@@ -92,6 +92,25 @@ def test_a_second_upload_copies_only_what_changed(ray_alone, destination, tmp_pa
     assert unchanged == (EDITED if patched else STAGED["trial_a/result.json"])
 
 
+def test_where_most_files_changed_the_upload_is_ray_s_copy_of_the_whole_folder(ray_alone, tmp_path):
+    assert upload_changed_files()
+    fs, path = pafs.LocalFileSystem(), str(tmp_path / "storage" / "exp")
+    staged, syncer = stage(tmp_path), _FilesystemSyncer(storage_filesystem=fs, sync_period=0)
+    upload(syncer, staged, fs, path)
+    with fs.open_output_stream(f"{path}/trial_a/result.json") as f:
+        f.write(EDITED)
+    for name in ("experiment_state.json", "trial_b/result.json", "trial_b/params.json"):  # 3 of 4 changed
+        write(staged / name, STAGED[name] + b" ")
+    upload(syncer, staged, fs, path)
+    assert read(fs, f"{path}/trial_a/result.json") == STAGED["trial_a/result.json"]  # copied again with the rest
+    assert read(fs, f"{path}/trial_b/params.json") == STAGED["trial_b/params.json"] + b" "
+    write(staged / "trial_b/result.json", b"3")  # then one of 4: that one alone
+    with fs.open_output_stream(f"{path}/trial_a/result.json") as f:
+        f.write(EDITED)
+    upload(syncer, staged, fs, path)
+    assert read(fs, f"{path}/trial_b/result.json") == b"3" and read(fs, f"{path}/trial_a/result.json") == EDITED
+
+
 def test_a_syncer_copies_and_pickles_without_what_it_uploaded(ray_alone, tmp_path):
     """Ray deep-copies and pickles the experiment's syncer with every trial's
     storage context, its last upload command included, while that upload runs."""
@@ -100,6 +119,9 @@ def test_a_syncer_copies_and_pickles_without_what_it_uploaded(ray_alone, tmp_pat
     staged, syncer = stage(tmp_path), _FilesystemSyncer(storage_filesystem=fs, sync_period=0)
     for i in range(2000):
         write(staged / f"trial_{i:04d}" / "result.json", b"{}")
+    upload(syncer, staged, fs, path)  # most files new: Ray's own copy of the folder
+    for i in range(0, 2000, 4):  # a quarter of them changed: copied one by one
+        write(staged / f"trial_{i:04d}" / "result.json", b'{"epoch": 2}')
     assert syncer.sync_up(str(staged), path)
     copies = 0
     while syncer._should_continue_existing_sync():  # the upload thread records what it copies meanwhile
@@ -107,6 +129,7 @@ def test_a_syncer_copies_and_pickles_without_what_it_uploaded(ray_alone, tmp_pat
         copies += 1
     syncer.wait()
     assert copies and len(list((tmp_path / "storage" / "exp").glob("trial_[0-9]*/result.json"))) == 2000
+    assert (tmp_path / "storage" / "exp" / "trial_0004" / "result.json").read_bytes() == b'{"epoch": 2}'
     pickled = pickle.dumps(syncer)
     assert b"trial_0001" not in pickled and len(pickled) < 4000, len(pickled)
 
