@@ -181,9 +181,9 @@ def sweep(spec: Any, name: str | None = None, storage: str | None = None, num_sa
         objectives = [(o.metric, o.mode) for o in spec.objectives] or [(spec.metric, spec.mode)]
         warm = read_warm_start(spec.search.warm_start, spec.trainable, objectives, spec.space, spec.fixed,
                                [c.model_dump() for c in spec.constraints], spec.search.warm_start_other_sizes)
-        from scenetune.search.warm_prior import reruns
+        from scenetune.search.warm_prior import run_first
 
-        first = reruns(warm.trials, spec.search.warm_start_rerun_best, spec.mode)
+        first = run_first(warm.trials, spec.search, spec.mode)
         print(warm.line() + (f"; the {len(first)} best of those run first" if first else ""), file=sys.stderr,
               flush=True)
     uri = run_sweep(spec, address=address, resume=resume, verbose=verbose, warm=warm)

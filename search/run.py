@@ -48,7 +48,7 @@ from scenetune.search.tuner import (
     trial_slots,
 )
 from scenetune.search.unused_results import no_trial_dataframes
-from scenetune.search.warm_prior import reruns
+from scenetune.search.warm_prior import run_first
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -239,7 +239,7 @@ def drive(spec: SweepSpec, resume: bool, verbose: bool, clock: SweepClock, check
             prepared = prepare(spec, checked)
         if warm is not None:
             prepared.warm_trials = list(warm.trials)
-            record = {**warm.record, "run_first": reruns(warm.trials, spec.search.warm_start_rerun_best, spec.mode)}
+            record = {**warm.record, "run_first": run_first(warm.trials, spec.search, spec.mode)}
             storage.write_text(storage.join(prepared.experiment, WARM_START_FILE), json.dumps(record, indent=1))
         tuner = build_tuner(prepared, callbacks, quiet=not verbose)
     tolerate_killed_trial_workers()  # a trial killed for memory fails alone, not the sweep

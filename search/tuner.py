@@ -25,7 +25,7 @@ from scenetune.search.finished_trials import CompactOptunaSearch
 from scenetune.search.ray_compat import set_restored_callbacks
 from scenetune.search.schedulers import RunningVariants, holds_trials, limit_concurrency, make_scheduler, tune_ranking
 from scenetune.search.spec import SpecError, SweepSpec
-from scenetune.search.warm_prior import PriorForStartup, prior_for_startup, reruns
+from scenetune.search.warm_prior import PriorForStartup, prior_for_startup, run_first
 from scenetune.spaces import Param, deep_merge, flatten, to_optuna, to_tune, unflatten
 from scenetune.trainables.data.datacheck import check_dataset, enforce
 from scenetune.trainables.data.datasets import SplitSpec, build_manifest, manifest_to_csv
@@ -107,7 +107,7 @@ def searcher_and_space(spec: SweepSpec, chosen=None, warm: list | None = None):
         if spec.objectives:  # Optuna's samplers (TPE, NSGA-II) search the Pareto front
             metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
         first = [flatten(unflatten(flatten(p)), sep="/") for p in points]
-        first += reruns(warm or [], spec.search.warm_start_rerun_best, spec.mode)  # best at another image size
+        first += run_first(warm or [], spec.search, spec.mode)  # best at another image size
         storage = study_with_points(first, mode, sampler, warm)
         settings = dict(space=to_optuna(params), metric=metric, mode=mode, sampler=sampler, storage=storage,
                         study_name=STUDY_NAME)

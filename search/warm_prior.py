@@ -39,6 +39,12 @@ def reruns(warm: list[FrozenTrial], k: int, mode: str) -> list[dict]:
     return [dict(t.params) for t in sorted(done, key=lambda t: t.values[0], reverse=mode == "max")[:k]]
 
 
+def run_first(warm: list[FrozenTrial], search, mode: str) -> list[dict]:
+    """:func:`reruns` under a sweep's ``search`` settings: no more than the
+    trials its ``num_samples`` leaves after its ``points``."""
+    return reruns(warm, max(0, min(search.warm_start_rerun_best, search.num_samples - len(search.points))), mode)
+
+
 def prior_for_startup(policy: str, warm: list[FrozenTrial]) -> bool:
     """Whether a sweep's ``warm`` trials guide its start-up only, under
     ``search.warm_start_prior``. ``auto``: the start-up, unless some ran at

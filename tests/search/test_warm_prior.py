@@ -164,8 +164,8 @@ def test_the_best_configurations_at_another_image_size_run_first():
     assert reruns([*warm, stopped], 3, "max") == [{"dropout": 0.2}, {"dropout": 0.15}, {"dropout": 0.4}]
     assert reruns(warm, 0, "max") == [] and reruns(warm[2:3], 3, "max") == []
 
-    def first_trials(rerun_best: int | None) -> list[dict]:
-        search = {"num_samples": 8, "points": [{"dropout": 0.25}],
+    def first_trials(rerun_best: int | None, num_samples: int = 8) -> list[dict]:
+        search = {"num_samples": num_samples, "points": [{"dropout": 0.25}],
                   **({"warm_start_rerun_best": rerun_best} if rerun_best is not None else {})}
         spec = parse_spec({"name": "x", "trainable": "classifier", "data": {"root": "/tmp"}, "search": search,
                            "space": {"dropout": {"uniform": [0.0, 0.5]}}})
@@ -177,3 +177,5 @@ def test_the_best_configurations_at_another_image_size_run_first():
     assert first_trials(None) == [{"dropout": 0.25}, {"dropout": 0.2}, {"dropout": 0.4}, {"dropout": 0.1}]
     assert first_trials(1) == [{"dropout": 0.25}, {"dropout": 0.2}]
     assert first_trials(0) == [{"dropout": 0.25}]
+    assert first_trials(None, num_samples=3) == [{"dropout": 0.25}, {"dropout": 0.2}, {"dropout": 0.4}]  # 3 trials
+    assert first_trials(None, num_samples=1) == [{"dropout": 0.25}]
