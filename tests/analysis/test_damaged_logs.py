@@ -88,6 +88,31 @@ def test_a_state_file_that_is_not_utf8_or_has_damaged_entries_leaves_statuses_to
     assert set(exp.trials["status"]) == {"completed"}
 
 
+def test_a_state_file_without_a_list_of_trials_leaves_statuses_to_the_logs(experiment):
+    """The state file is read a trial at a time (core/state_file.py): what
+    is not Ray's experiment state gives one note naming it."""
+    state = experiment / "experiment_state-2026-01-01_00-00-00.json"
+    for text in ('{"trial_data": {"a": 1}}', '{"runner_data": {}}', '{"trial_data": [["{}", "{}"]', "[]"):
+        state.write_text(text)
+        exp, notes = load(experiment)
+        assert any("experiment_state-2026-01-01_00-00-00.json: unreadable (" in n and n.endswith("inferred from the "
+                   "trial logs") for n in notes), (text, notes)
+        assert set(exp.trials["status"]) == {"completed"}
+
+
+def test_a_lone_surrogate_escape_in_the_state_file_makes_that_trial_unreadable(experiment):
+    """The file's own escape decodes to half a UTF-16 pair inside the
+    trial's text: that entry is damaged, the other is read."""
+    state = experiment / "experiment_state-2026-01-01_00-00-00.json"
+    good = json.dumps({"trial_id": "a_00001", "status": "TERMINATED"})
+    bad = json.dumps({"trial_id": "a_00000", "status": "TERMINATED"}).replace("TERMINATED", "TERM@")
+    text = json.dumps({"trial_data": [[bad, "{}"], [good, "{}"]]}).replace("@", "\\ud800")
+    state.write_text(text)
+    exp, notes = load(experiment)
+    assert sum("trial 1 of trial_data unreadable" in n for n in notes) == 1, notes
+    assert not any("trial 2 of trial_data" in n for n in notes), notes
+
+
 @pytest.mark.parametrize("line", ["5", "null", '"text"', "[1, 2]"])
 def test_a_result_line_that_is_not_a_json_object_is_skipped(experiment, line):
     result = trial_file(experiment, "result.json")
